@@ -1,0 +1,1 @@
+//! arch crate (work in progress).

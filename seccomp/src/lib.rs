@@ -1,0 +1,1 @@
+//! seccomp crate (work in progress).

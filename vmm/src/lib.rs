@@ -1,0 +1,1 @@
+//! vmm crate (work in progress).
