@@ -1,1 +1,221 @@
-//! seccomp crate (work in progress).
+//! One seccomp filter per microvm thread kind: rules as data, modes, compile, install, report.
+//!
+//! Usage: main calls [`install_violation_reporter`] once before spawning threads; each thread
+//! gets a program from [`compile`] (built by its parent, moved in) and calls [`install`] as the
+//! first statement of its body, skipping it when [`compile`] returned `None` (`--seccomp false`).
+//! Process-wide signal handlers (SIGRTMIN kick) must be registered before filters go in: no
+//! filter allows `rt_sigaction`.
+//!
+//! Adding a kind: write `<kind>.rs` with its `SPEC` (see `vcpu.rs`), then add a variant and one
+//! arm in [`ThreadKind::spec`] and the `mod` line below.
+
+pub mod bpf;
+mod common;
+mod compile;
+mod install;
+pub mod ioctls;
+mod report;
+mod rule;
+mod syscalls;
+mod vcpu;
+mod vmm;
+
+use std::fmt;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+
+pub use compile::BPF_MAX_INSNS;
+pub use install::install;
+pub use report::{format_violation, install_violation_reporter, Violation, EXIT_SECCOMP_VIOLATION};
+pub use rule::{ArgCond, ArgRule, Ioctl, SyscallRule};
+pub use seccompiler::BpfProgram;
+pub use syscalls::{syscall_name, syscall_number};
+
+/// Errors of this crate; each names the thread kind or thread it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The rules of a kind could not be lowered to BPF.
+    #[error("compiling the {kind} filter: {detail}")]
+    Compile {
+        /// Thread kind.
+        kind: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The program is over the kernel's per-filter instruction limit.
+    #[error("the {kind} filter has {len} BPF instructions, over the kernel limit of 4096")]
+    TooLarge {
+        /// Thread kind.
+        kind: &'static str,
+        /// Program length.
+        len: usize,
+    },
+    /// Installing the program on the calling thread failed.
+    #[error("seccomp(SET_MODE_FILTER) for {thread}: {source}")]
+    Install {
+        /// Name of the calling thread.
+        thread: String,
+        /// seccompiler's error (empty program, prctl or seccomp failure).
+        source: seccompiler::Error,
+    },
+    /// A program over the kernel limit was passed to [`install`].
+    #[error("seccomp(SET_MODE_FILTER) for {thread}: program of {len} instructions is over 4096")]
+    InstallTooLarge {
+        /// Name of the calling thread.
+        thread: String,
+        /// Program length.
+        len: usize,
+    },
+    /// The SIGSYS handler could not be installed.
+    #[error("installing the seccomp violation reporter (sigaction SIGSYS): {0}")]
+    Reporter(std::io::Error),
+    /// An unknown `--seccomp` value.
+    #[error("invalid --seccomp value {0:?}: expected true, false or log")]
+    ParseMode(String),
+}
+
+/// What a thread does, and so which filter it runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThreadKind {
+    /// The main thread after setup: event loop, stdin, terminal, vCPU stop/join.
+    Vmm,
+    /// A vCPU thread: KVM_RUN loop and exit emulation.
+    Vcpu,
+}
+
+/// Static description of a thread kind; each kind file defines one as `SPEC`.
+pub(crate) struct KindSpec {
+    /// Short name used in CLI output, reports and error messages.
+    pub(crate) name: &'static str,
+    /// The kind's full rule list (common rules included).
+    pub(crate) rules: fn(&FilterContext) -> Vec<SyscallRule>,
+    /// Argument-checked syscalls to test first, hottest first.
+    pub(crate) hot: &'static [i64],
+}
+
+impl ThreadKind {
+    /// Every kind, in code order.
+    const ALL: [ThreadKind; 2] = [ThreadKind::Vmm, ThreadKind::Vcpu];
+
+    pub(crate) fn spec(&self) -> &'static KindSpec {
+        match self {
+            ThreadKind::Vmm => &vmm::SPEC,
+            ThreadKind::Vcpu => &vcpu::SPEC,
+        }
+    }
+
+    /// Short name: `"vmm"`, `"vcpu"`.
+    pub fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Every thread kind.
+    pub fn all() -> &'static [ThreadKind] {
+        &Self::ALL
+    }
+
+    /// Non-zero code carried in `SECCOMP_RET_DATA` of the Trap action (1-based index).
+    pub(crate) fn code(&self) -> u16 {
+        let idx = Self::ALL.iter().position(|k| k == self).unwrap_or(0);
+        u16::try_from(idx + 1).unwrap_or(0)
+    }
+
+    /// The kind whose [`ThreadKind::code`] is `code`.
+    pub(crate) fn from_code(code: u16) -> Option<ThreadKind> {
+        Self::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
+impl fmt::Display for ThreadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `--seccomp true|false|log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `true`: a forbidden syscall traps (SIGSYS), is reported and ends the process.
+    #[default]
+    Kill,
+    /// `false`: no filter at all.
+    Off,
+    /// `log`: a forbidden syscall runs and the kernel logs it (dmesg `audit: type=1326`).
+    Log,
+}
+
+impl FromStr for Mode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "true" => Ok(Mode::Kill),
+            "false" => Ok(Mode::Off),
+            "log" => Ok(Mode::Log),
+            other => Err(Error::ParseMode(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Kill => "true",
+            Mode::Off => "false",
+            Mode::Log => "log",
+        })
+    }
+}
+
+/// Facts known when a filter is built, so rules can pin them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterContext {
+    /// The vCPU fd of the thread: KVM_RUN is allowed on this fd only. `None`: on any fd.
+    pub vcpu_fd: Option<RawFd>,
+}
+
+/// The filter of `kind` as data, in the order it is written (common rules first).
+pub fn rules(kind: ThreadKind, ctx: &FilterContext) -> Vec<SyscallRule> {
+    (kind.spec().rules)(ctx)
+}
+
+/// The BPF program for `kind` in `mode`; `None` for [`Mode::Off`].
+pub fn compile(
+    kind: ThreadKind,
+    mode: Mode,
+    ctx: &FilterContext,
+) -> Result<Option<BpfProgram>, Error> {
+    let mismatch = match mode {
+        Mode::Off => return Ok(None),
+        Mode::Kill => seccompiler::SeccompAction::Trap,
+        Mode::Log => seccompiler::SeccompAction::Log,
+    };
+    compile::build(kind, &rules(kind, ctx), mismatch).map(Some)
+}
+
+/// Instructions in the program of `kind` in `mode` (0 for [`Mode::Off`]).
+pub fn bpf_len(kind: ThreadKind, mode: Mode, ctx: &FilterContext) -> Result<usize, Error> {
+    Ok(compile(kind, mode, ctx)?.map_or(0, |p| p.len()))
+}
+
+/// A printable table of the filter of `kind`: name, number, argument conditions, reason, and
+/// the program size in Kill mode (or the compile error).
+pub fn describe(kind: ThreadKind, ctx: &FilterContext) -> String {
+    use fmt::Write as _;
+    let rules = rules(kind, ctx);
+    let len = match bpf_len(kind, Mode::Kill, ctx) {
+        Ok(len) => format!("{len} BPF instructions"),
+        Err(e) => format!("does not compile: {e}"),
+    };
+    let mut out = format!(
+        "seccomp filter of thread kind {kind}: {} system calls, {len}\n",
+        rules.len()
+    );
+    for rule in &rules {
+        let _ = writeln!(out, "  {rule}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

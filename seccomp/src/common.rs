@@ -1,0 +1,85 @@
+//! Rules every glibc + Rust std thread needs, whatever its job.
+//!
+//! Found with `strace -f` on glibc 2.36 / Rust 1.95 test programs doing what our threads do
+//! (malloc churn, std sync, thread exit, panic=abort with and without RUST_BACKTRACE).
+
+use libc::c_int;
+
+use crate::rule::{ArgCond, ArgRule, SyscallRule};
+
+/// `PROT_EXEC` must be clear in `mmap`/`mprotect` prot: no new executable memory.
+const NO_EXEC: ArgCond = ArgCond::masked_eq(2, libc::PROT_EXEC as u64, 0);
+
+/// `open` flags that write or create: `O_ACCMODE` (write access), `O_CREAT`, `O_TRUNC`.
+const OPEN_WRITE_MASK: u64 = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
+
+/// futex commands ignoring `FUTEX_PRIVATE_FLAG` and `FUTEX_CLOCK_REALTIME`.
+const FUTEX_OP_CMD: u64 = 0x7f;
+
+/// Signals a thread may send itself or its siblings with `tgkill`, besides `SIGABRT`.
+pub(crate) type Signals<'a> = &'a [(c_int, &'static str)];
+
+/// The rules shared by every thread kind. `signals` lists extra `tgkill` signals the kind sends.
+#[rustfmt::skip]
+pub(crate) fn rules(signals: Signals<'_>) -> Vec<SyscallRule> {
+    use libc::*;
+    let futex_ops = [FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET]
+        .iter()
+        .map(|op| vec![ArgCond::masked_eq(1, FUTEX_OP_CMD, *op as u64)])
+        .collect();
+    // tgkill(tgid, tid, sig): only to threads of this process (glibc passes getpid()).
+    let pid = u64::from(std::process::id());
+    let kill_sigs = std::iter::once(SIGABRT)
+        .chain(signals.iter().map(|(sig, _)| *sig))
+        .map(|sig| vec![ArgCond::eq(0, pid), ArgCond::eq(2, sig as u64)])
+        .collect();
+    let mut rules: Vec<SyscallRule> = UNCONDITIONAL
+        .iter()
+        .map(|(name, nr, reason)| SyscallRule::any(name, *nr, reason))
+        .collect();
+    let when = SyscallRule::when;
+    rules.extend([
+        when("openat", SYS_openat, "read-only: glibc free() opens /proc/sys/vm/overcommit_memory, Rust backtraces /proc/self/maps",
+            vec![ArgCond::masked_eq(2, OPEN_WRITE_MASK, O_RDONLY as u64)]),
+        when("fcntl", SYS_fcntl, "F_GETFD only: Rust debug builds check an fd is open when an OwnedFd drops",
+            vec![ArgCond::eq(1, F_GETFD as u64)]),
+        when("mmap", SYS_mmap, "no PROT_EXEC: malloc of large blocks and arenas, backtrace symbolization",
+            vec![NO_EXEC]),
+        when("mprotect", SYS_mprotect, "no PROT_EXEC: glibc grows non-main malloc arenas (PROT_READ|PROT_WRITE)",
+            vec![NO_EXEC]),
+        when("madvise", SYS_madvise, "MADV_DONTNEED only: malloc trim and thread exit release memory",
+            vec![ArgCond::eq(2, MADV_DONTNEED as u64)]),
+        when("prctl", SYS_prctl, "PR_GET_NAME only: the SIGSYS reporter names the thread",
+            vec![ArgCond::eq(0, PR_GET_NAME as u64)]),
+        SyscallRule::new("futex", SYS_futex, "WAIT/WAKE(_BITSET) only: std Mutex/RwLock/Condvar/mpsc, glibc locks, pthread_join (op 265)",
+            ArgRule::Match(futex_ops)),
+        SyscallRule::new("tgkill", SYS_tgkill, "own process only; SIGABRT from abort() after a panic, plus the kind's signals",
+            ArgRule::Match(kill_sigs)),
+    ]);
+    rules
+}
+
+/// Allowed with any arguments: name, number, reason.
+#[rustfmt::skip]
+const UNCONDITIONAL: &[(&str, i64, &str)] = &[
+    ("read", libc::SYS_read, "glibc free() reads /proc/sys/vm/overcommit_memory; eventfd/signalfd/stdin"),
+    ("write", libc::SYS_write, "logs + SIGSYS report to fd 2, serial to fd 1, interrupt eventfds (fds unknown)"),
+    ("close", libc::SYS_close, "closing the overcommit_memory fd, dropping fds"),
+    ("munmap", libc::SYS_munmap, "free() of mmapped blocks; thread exit unmaps the alternate signal stack"),
+    ("mremap", libc::SYS_mremap, "realloc() of mmapped blocks; cannot add PROT_EXEC"),
+    ("brk", libc::SYS_brk, "malloc on the main arena"),
+    ("sched_yield", libc::SYS_sched_yield, "std mpmc channel and spin-wait backoff"),
+    ("clock_gettime", libc::SYS_clock_gettime, "Instant/SystemTime when the vDSO falls back to the syscall"),
+    ("clock_nanosleep", libc::SYS_clock_nanosleep, "std::thread::sleep"),
+    ("getrandom", libc::SYS_getrandom, "the first std HashMap of a thread seeds RandomState"),
+    ("rt_sigprocmask", libc::SYS_rt_sigprocmask, "thread exit, pthread_kill and abort() block/unblock signals"),
+    ("rt_sigreturn", libc::SYS_rt_sigreturn, "return from signal handlers (vCPU kick)"),
+    ("sigaltstack", libc::SYS_sigaltstack, "Rust std removes the alternate signal stack at thread exit"),
+    ("gettid", libc::SYS_gettid, "Rust panic message prints the thread id; glibc abort()/raise()"),
+    ("getpid", libc::SYS_getpid, "glibc pthread_kill/raise/abort: tgkill(getpid(), tid, sig)"),
+    ("getcwd", libc::SYS_getcwd, "panic backtraces (RUST_BACKTRACE=1) print relative paths"),
+    ("statx", libc::SYS_statx, "panic backtraces stat /proc/self/maps, the binary, /usr/lib/debug"),
+    ("lseek", libc::SYS_lseek, "panic backtraces read /proc/self/maps"),
+    ("exit", libc::SYS_exit, "thread exit"),
+    ("exit_group", libc::SYS_exit_group, "process exit, and the SIGSYS reporter's _exit()"),
+];

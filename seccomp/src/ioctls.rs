@@ -1,0 +1,42 @@
+//! ioctl request numbers used by the filters.
+//!
+//! kvm-ioctls keeps its request numbers private, so the KVM ones are re-declared here with the
+//! same vmm-sys-util macros and `kvm_bindings::KVMIO`; the TTY ones come from libc.
+
+use kvm_bindings::KVMIO;
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr};
+
+ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
+ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_bindings::kvm_regs);
+ioctl_iow_nr!(KVM_IRQ_LINE, KVMIO, 0x61, kvm_bindings::kvm_irq_level);
+ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_bindings::kvm_irqfd);
+ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_bindings::kvm_ioeventfd);
+
+/// Get terminal attributes (`tcgetattr`, `isatty`).
+pub const TCGETS: u64 = libc::TCGETS;
+/// Set terminal attributes now (`tcsetattr(TCSANOW)`).
+pub const TCSETS: u64 = libc::TCSETS;
+/// Set terminal attributes after output drains (`tcsetattr(TCSADRAIN)`).
+pub const TCSETSW: u64 = libc::TCSETSW;
+/// Set terminal attributes after draining and flushing input (`tcsetattr(TCSAFLUSH)`).
+pub const TCSETSF: u64 = libc::TCSETSF;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_numbers_match_the_kernel_headers() {
+        assert_eq!(KVM_RUN(), 0xae80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
+        assert_eq!(KVM_SET_REGS(), 0x4090_ae82);
+        assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
+        assert_eq!(KVM_IRQFD(), 0x4020_ae76);
+        assert_eq!(KVM_IOEVENTFD(), 0x4040_ae79);
+        assert_eq!(TCGETS, 0x5401);
+        assert_eq!(TCSETS, 0x5402);
+        assert_eq!(TCSETSW, 0x5403);
+        assert_eq!(TCSETSF, 0x5404);
+    }
+}

@@ -1,0 +1,384 @@
+//! In-process tests: rules as data, and the compiled programs run in the BPF interpreter.
+//! Tests that install filters live in `tests/` (each in a forked child).
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::bpf::{simulate, SeccompData, Verdict};
+use libc::*;
+
+const VCPU_FD: RawFd = 7;
+
+fn ctx() -> FilterContext {
+    FilterContext {
+        vcpu_fd: Some(VCPU_FD),
+    }
+}
+
+fn prog(kind: ThreadKind, mode: Mode) -> BpfProgram {
+    compile(kind, mode, &ctx()).unwrap().unwrap()
+}
+
+fn run(kind: ThreadKind, nr: i64, args: [u64; 6]) -> Verdict {
+    simulate(&prog(kind, Mode::Kill), &SeccompData::new(nr, args))
+}
+
+fn allowed(kind: ThreadKind, nr: i64, args: [u64; 6]) -> bool {
+    run(kind, nr, args).allows()
+}
+
+fn pid() -> u64 {
+    u64::from(std::process::id())
+}
+
+/// Syscalls no thread kind may make, with any arguments.
+const ESCAPES: &[i64] = &[
+    SYS_execve,
+    SYS_execveat,
+    SYS_fork,
+    SYS_vfork,
+    SYS_clone,
+    SYS_clone3,
+    SYS_socket,
+    SYS_socketpair,
+    SYS_connect,
+    SYS_bind,
+    SYS_listen,
+    SYS_accept4,
+    SYS_open,
+    SYS_creat,
+    SYS_ptrace,
+    SYS_process_vm_writev,
+    SYS_process_vm_readv,
+    SYS_bpf,
+    SYS_perf_event_open,
+    SYS_userfaultfd,
+    SYS_io_uring_setup,
+    SYS_kexec_load,
+    SYS_init_module,
+    SYS_finit_module,
+    SYS_unshare,
+    SYS_setns,
+    SYS_mount,
+    SYS_keyctl,
+    SYS_personality,
+    SYS_rt_sigaction,
+    SYS_kill,
+    SYS_tkill,
+    SYS_seccomp,
+    SYS_pkey_mprotect,
+    SYS_memfd_create,
+    SYS_unlink,
+    SYS_chmod,
+];
+
+#[test]
+fn rules_are_well_formed() {
+    for kind in ThreadKind::all() {
+        let rules = rules(*kind, &ctx());
+        let mut seen = HashSet::new();
+        for rule in &rules {
+            assert!(seen.insert(rule.nr), "{kind}: {} listed twice", rule.name);
+            assert_eq!(
+                syscall_name(rule.nr),
+                Some(rule.name),
+                "{kind}: wrong number"
+            );
+            assert!(
+                !rule.reason.trim().is_empty(),
+                "{kind}: {} has no reason",
+                rule.name
+            );
+            if let ArgRule::Ioctls { requests, .. } = &rule.args {
+                assert!(!requests.is_empty());
+                assert!(requests
+                    .iter()
+                    .all(|r| !r.reason.is_empty() && !r.name.is_empty()));
+            }
+            if let ArgRule::Match(alts) = &rule.args {
+                assert!(!alts.is_empty() && alts.iter().all(|c| !c.is_empty()));
+            }
+            assert!(!ESCAPES.contains(&rule.nr), "{kind} allows {}", rule.name);
+        }
+    }
+}
+
+#[test]
+fn duplicate_rules_are_rejected_not_merged() {
+    let mut rules = rules(ThreadKind::Vcpu, &ctx());
+    rules.push(SyscallRule::any("write", SYS_write, "again"));
+    let err = compile::build(ThreadKind::Vcpu, &rules, seccompiler::SeccompAction::Trap);
+    let msg = err.unwrap_err().to_string();
+    assert!(
+        msg.contains("compiling the vcpu filter") && msg.contains("write (1) is listed twice"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn every_rule_allows_its_syscall_and_escapes_are_trapped() {
+    for kind in ThreadKind::all() {
+        for rule in rules(*kind, &ctx())
+            .iter()
+            .filter(|r| r.args == ArgRule::Any)
+        {
+            assert!(allowed(*kind, rule.nr, [0; 6]), "{kind}: {}", rule.name);
+        }
+        for nr in ESCAPES {
+            for args in [[0; 6], [u64::MAX; 6], [VCPU_FD as u64, 0xae80, 0, 0, 0, 0]] {
+                let v = run(*kind, *nr, args);
+                let trap = compile::trap_value(*kind);
+                assert_eq!(
+                    v,
+                    Verdict::Return {
+                        value: trap,
+                        executed: v.executed().unwrap()
+                    }
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn argument_conditions() {
+    let rw = u64::try_from(PROT_READ | PROT_WRITE).unwrap();
+    let exec = u64::try_from(PROT_EXEC).unwrap();
+    let flags = |f: c_int| u64::from(f as u32);
+    for kind in ThreadKind::all().iter().copied() {
+        let ok = |nr, args| assert!(allowed(kind, nr, args), "{kind}: {nr} {args:x?}");
+        let no = |nr, args| assert!(!allowed(kind, nr, args), "{kind}: {nr} {args:x?}");
+        ok(SYS_mmap, [0, 4096, rw, 0x22, u64::MAX, 0]);
+        no(SYS_mmap, [0, 4096, rw | exec, 0x22, u64::MAX, 0]);
+        ok(SYS_mprotect, [0, 4096, rw, 0, 0, 0]);
+        no(SYS_mprotect, [0, 4096, exec, 0, 0, 0]);
+        ok(
+            SYS_openat,
+            [flags(AT_FDCWD), 0, flags(O_RDONLY | O_CLOEXEC), 0, 0, 0],
+        );
+        for bad in [
+            O_WRONLY,
+            O_RDWR,
+            O_RDONLY | O_CREAT,
+            O_RDONLY | O_TRUNC,
+            O_WRONLY | O_APPEND,
+        ] {
+            no(SYS_openat, [flags(AT_FDCWD), 0, flags(bad), 0, 0, 0]);
+        }
+        ok(SYS_fcntl, [3, flags(F_GETFD), 0, 0, 0, 0]);
+        no(SYS_fcntl, [3, flags(F_SETFL), 0, 0, 0, 0]);
+        ok(SYS_madvise, [0, 4096, flags(MADV_DONTNEED), 0, 0, 0]);
+        no(SYS_madvise, [0, 4096, flags(MADV_HWPOISON), 0, 0, 0]);
+        for op in [128, 129, 137, 265, 393, 0, 1] {
+            ok(SYS_futex, [0, op, 0, 0, 0, 0]);
+        }
+        for op in [
+            FUTEX_REQUEUE,
+            FUTEX_CMP_REQUEUE,
+            FUTEX_WAKE_OP,
+            FUTEX_LOCK_PI,
+            FUTEX_FD,
+        ] {
+            no(SYS_futex, [0, flags(op | FUTEX_PRIVATE_FLAG), 0, 0, 0, 0]);
+        }
+        ok(SYS_tgkill, [pid(), 1234, flags(SIGABRT), 0, 0, 0]);
+        no(SYS_tgkill, [pid() + 1, 1234, flags(SIGABRT), 0, 0, 0]);
+        no(SYS_tgkill, [pid(), 1234, flags(SIGKILL), 0, 0, 0]);
+        ok(SYS_prctl, [flags(PR_GET_NAME), 0, 0, 0, 0, 0]);
+        no(SYS_prctl, [flags(PR_SET_NAME), 0, 0, 0, 0, 0]);
+        no(
+            SYS_ioctl,
+            [VCPU_FD as u64, ioctls::KVM_SET_REGS(), 0, 0, 0, 0],
+        );
+    }
+    let rtmin = u64::try_from(SIGRTMIN()).unwrap();
+    assert!(allowed(
+        ThreadKind::Vmm,
+        SYS_tgkill,
+        [pid(), 1, rtmin, 0, 0, 0]
+    ));
+    assert!(!allowed(
+        ThreadKind::Vcpu,
+        SYS_tgkill,
+        [pid(), 1, rtmin, 0, 0, 0]
+    ));
+    assert!(allowed(
+        ThreadKind::Vmm,
+        SYS_ioctl,
+        [0, ioctls::TCSETS, 0, 0, 0, 0]
+    ));
+    assert!(!allowed(
+        ThreadKind::Vmm,
+        SYS_ioctl,
+        [1, ioctls::TCSETS, 0, 0, 0, 0]
+    ));
+    assert!(!allowed(
+        ThreadKind::Vmm,
+        SYS_ioctl,
+        [0, 0x5412, 0, 0, 0, 0]
+    )); // TIOCSTI
+    assert!(!allowed(
+        ThreadKind::Vmm,
+        SYS_ioctl,
+        [VCPU_FD as u64, 0xae80, 0, 0, 0, 0]
+    ));
+    assert!(!allowed(ThreadKind::Vcpu, SYS_epoll_wait, [0; 6]));
+    let get_regs = [VCPU_FD as u64, ioctls::KVM_GET_REGS(), 0, 0, 0, 0];
+    assert!(allowed(ThreadKind::Vcpu, SYS_ioctl, get_regs));
+    assert!(!allowed(ThreadKind::Vmm, SYS_ioctl, get_regs));
+}
+
+#[test]
+fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
+    let kvm_run = |fd: u64| SeccompData::new(SYS_ioctl, [fd, ioctls::KVM_RUN(), 0, 0, 0, 0]);
+    let pinned = prog(ThreadKind::Vcpu, Mode::Kill);
+    let v = simulate(&pinned, &kvm_run(VCPU_FD as u64));
+    // LD arch, JEQ arch, LD nr, JEQ ioctl, JA (enter rule), LD arg1, JEQ, LD arg0, JEQ, RET.
+    assert_eq!(
+        v,
+        Verdict::Return {
+            value: SECCOMP_RET_ALLOW,
+            executed: 10
+        }
+    );
+    assert!(!simulate(&pinned, &kvm_run(VCPU_FD as u64 + 1)).allows());
+    assert!(!simulate(&pinned, &kvm_run((1 << 32) | 8)).allows());
+
+    let any_fd = compile(ThreadKind::Vcpu, Mode::Kill, &FilterContext::default())
+        .unwrap()
+        .unwrap();
+    let v = simulate(&any_fd, &kvm_run(99));
+    assert_eq!(
+        v,
+        Verdict::Return {
+            value: SECCOMP_RET_ALLOW,
+            executed: 8
+        }
+    );
+
+    // seccompiler's own ascending order tests the 10 syscalls below 16 first (2 insns each).
+    let rules = rules(ThreadKind::Vcpu, &ctx());
+    let plain = compile::build_ordered(
+        ThreadKind::Vcpu,
+        &rules,
+        seccompiler::SeccompAction::Trap,
+        &[],
+    )
+    .unwrap();
+    let v = simulate(&plain, &kvm_run(VCPU_FD as u64));
+    assert_eq!(
+        v,
+        Verdict::Return {
+            value: SECCOMP_RET_ALLOW,
+            executed: 30
+        }
+    );
+    assert_eq!(plain.len(), pinned.len());
+}
+
+#[test]
+fn reordering_keeps_every_decision() {
+    let rules = rules(ThreadKind::Vcpu, &ctx());
+    let plain = compile::build_ordered(
+        ThreadKind::Vcpu,
+        &rules,
+        seccompiler::SeccompAction::Trap,
+        &[],
+    )
+    .unwrap();
+    let hot = prog(ThreadKind::Vcpu, Mode::Kill);
+    let values = [
+        0,
+        1,
+        2,
+        4,
+        6,
+        7,
+        8,
+        0x22,
+        0x80,
+        0x89,
+        0x109,
+        0xae80,
+        0x5401,
+        u64::MAX,
+    ];
+    for nr in 0..=462 {
+        for (i, v) in values.iter().enumerate() {
+            let args = [VCPU_FD as u64, *v, values[(i + 3) % values.len()], 0, 0, *v];
+            let d = SeccompData::new(nr, args);
+            assert_eq!(
+                simulate(&plain, &d).action(),
+                simulate(&hot, &d).action(),
+                "{nr} {args:x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn modes_set_the_mismatch_action() {
+    let socket = SeccompData::new(SYS_socket, [1, 1, 0, 0, 0, 0]);
+    for kind in ThreadKind::all() {
+        let kill = simulate(&prog(*kind, Mode::Kill), &socket);
+        assert_eq!(kill.action(), Some(SECCOMP_RET_TRAP));
+        let Verdict::Return { value, .. } = kill else {
+            panic!("{kill:?}")
+        };
+        let code = u16::try_from(value & SECCOMP_RET_DATA).unwrap();
+        assert_eq!(
+            ThreadKind::from_code(code),
+            Some(*kind),
+            "kind code in SECCOMP_RET_DATA"
+        );
+        let log = simulate(&prog(*kind, Mode::Log), &socket);
+        assert_eq!(log.action(), Some(SECCOMP_RET_LOG));
+        assert!(log.allows());
+        assert!(compile(*kind, Mode::Off, &ctx()).unwrap().is_none());
+        assert_eq!(bpf_len(*kind, Mode::Off, &ctx()).unwrap(), 0);
+        let len = bpf_len(*kind, Mode::Kill, &ctx()).unwrap();
+        assert!(len > 0 && len < BPF_MAX_INSNS, "{kind}: {len}");
+        // A foreign architecture (i386 int 0x80) kills the process outright.
+        let i386 = SeccompData {
+            arch: 0x4000_0003,
+            ..SeccompData::new(SYS_write, [0; 6])
+        };
+        assert_eq!(
+            simulate(&prog(*kind, Mode::Log), &i386).action(),
+            Some(SECCOMP_RET_KILL_PROCESS)
+        );
+    }
+}
+
+#[test]
+fn mode_parses_and_displays() {
+    for (s, m) in [
+        ("true", Mode::Kill),
+        ("false", Mode::Off),
+        ("log", Mode::Log),
+    ] {
+        assert_eq!(s.parse::<Mode>().unwrap(), m);
+        assert_eq!(m.to_string(), s);
+    }
+    let err = "yes".parse::<Mode>().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid --seccomp value \"yes\": expected true, false or log"
+    );
+}
+
+#[test]
+fn kinds_have_names_and_codes() {
+    let names: Vec<_> = ThreadKind::all().iter().map(|k| k.name()).collect();
+    assert_eq!(names, ["vmm", "vcpu"]);
+    for kind in ThreadKind::all() {
+        assert_eq!(ThreadKind::from_code(kind.code()), Some(*kind));
+    }
+    assert_eq!(ThreadKind::from_code(0), None);
+    let text = describe(ThreadKind::Vcpu, &ctx());
+    assert!(
+        text.contains("fd == 7 and request in {KVM_RUN (0xae80), KVM_GET_REGS (0x8090ae81)}"),
+        "{text}"
+    );
+    assert!(text.contains("BPF instructions"), "{text}");
+}
