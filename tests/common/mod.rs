@@ -1,0 +1,141 @@
+//! Helpers shared by the integration tests: run microvm with a time limit, capture what
+//! it printed, and find the tiny guest images built by build.rs.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tiny guest as a bzImage.
+pub const TINY_BZIMAGE: &str = env!("MICROVM_TINY_BZIMAGE");
+/// The tiny guest as an ELF vmlinux.
+pub const TINY_VMLINUX: &str = env!("MICROVM_TINY_VMLINUX");
+/// Generous limit for one tiny-guest boot (the guest runs in KVM's emulator here).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A microvm command with stdin closed and output captured.
+pub fn microvm() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_microvm"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What a finished run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The exit code (panics if microvm died by a signal, with its output).
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "microvm died by a signal: {:?}\n{}",
+                self.status,
+                self.describe()
+            )
+        })
+    }
+
+    /// Output for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts the guest's PASS report and a clean exit.
+    pub fn assert_pass(&self) {
+        assert!(
+            self.stdout.contains("tiny: PASS") && !self.stdout.contains("tiny: FAIL"),
+            "guest did not report PASS:\n{}",
+            self.describe()
+        );
+        assert_eq!(self.code(), 0, "exit code:\n{}", self.describe());
+    }
+}
+
+/// Runs a spawned child to completion, killing it after `timeout`.
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Run {
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("waitpid");
+            let run = Run {
+                status,
+                stdout: t_out.join().unwrap_or_default(),
+                stderr: t_err.join().unwrap_or_default(),
+            };
+            panic!(
+                "microvm did not finish within {timeout:?}:\n{}",
+                run.describe()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// Runs microvm with `args` and returns what happened.
+pub fn run(args: &[&str]) -> Run {
+    let child = microvm().args(args).spawn().expect("spawn microvm");
+    wait_with_timeout(child, BOOT_TIMEOUT)
+}
+
+/// Boots `kernel` with the given vCPU count, seccomp mode and extra guest parameters.
+pub fn boot(kernel: &str, cpus: u8, seccomp: &str, extra_cmdline: &str) -> Run {
+    let cmdline = format!("console=ttyS0 reboot=k tiny.cpus={cpus} {extra_cmdline}");
+    let cpus = cpus.to_string();
+    run(&[
+        "--kernel",
+        kernel,
+        "--cpus",
+        &cpus,
+        "--seccomp",
+        seccomp,
+        "--cmdline",
+        cmdline.trim(),
+    ])
+}
+
+/// A scratch directory unique to one test.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("microvm-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Writes `bytes` to `dir/name` and returns the path as a String.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write scratch file");
+    p.display().to_string()
+}

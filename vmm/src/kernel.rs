@@ -1,0 +1,276 @@
+//! Loading the guest kernel (bzImage or ELF vmlinux), the initramfs and the command line
+//! into guest memory, with the checks a user needs to understand a refusal.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::FromRawFd;
+use std::path::Path;
+
+use linux_loader::cmdline::Cmdline;
+use linux_loader::loader::bootparam::setup_header;
+use linux_loader::loader::{self, KernelLoader};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::config::KernelSource;
+use crate::error::{Error, Result};
+
+/// Offset of the setup header in a bzImage.
+const SETUP_HEADER_OFFSET: u64 = 0x1f1;
+/// "HdrS", the setup header magic.
+const HDRS_MAGIC: u32 = 0x5372_6448;
+/// xloadflags bit: the kernel has a 64-bit entry point at load address + 0x200.
+const XLF_KERNEL_64: u16 = 1;
+/// Offset of the 64-bit entry point from the protected-mode kernel's load address.
+const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
+
+/// How the kernel was recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// bzImage, booted through its 64-bit entry point.
+    BzImage,
+    /// Uncompressed ELF vmlinux, booted at its ELF entry in long mode.
+    Elf,
+}
+
+/// Where the kernel landed and how to enter it.
+#[derive(Debug, Clone)]
+pub struct LoadedKernel {
+    /// Format of the image.
+    pub format: KernelFormat,
+    /// Guest physical address of the 64-bit entry point.
+    pub entry: u64,
+    /// First guest address after the loaded image (including what the kernel announced
+    /// it needs, for a bzImage's init_size).
+    pub end: u64,
+    /// The bzImage setup header, to be copied into boot_params.
+    pub setup_header: Option<setup_header>,
+}
+
+/// Opens the kernel image: the file, or a memfd holding the built-in image.
+pub fn open_kernel(src: &KernelSource) -> Result<File> {
+    match src {
+        KernelSource::File(path) => {
+            let read_err = |source| Error::KernelRead {
+                path: path.display().to_string(),
+                source,
+            };
+            let file = File::open(path).map_err(read_err)?;
+            if !file.metadata().map_err(read_err)?.is_file() {
+                return Err(Error::KernelInvalid {
+                    path: path.display().to_string(),
+                    reason: "not a regular file".into(),
+                });
+            }
+            Ok(file)
+        }
+        KernelSource::Embedded { name, bytes } => {
+            memfd_with(name, bytes).map_err(|source| Error::KernelRead {
+                path: src.describe(),
+                source,
+            })
+        }
+    }
+}
+
+fn memfd_with(name: &str, bytes: &[u8]) -> std::io::Result<File> {
+    let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `cname` is a valid NUL-terminated string; the flags are valid.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// Loads the kernel opened by [`open_kernel`] into guest memory. `ram_end` is the end of
+/// RAM below the MMIO gap.
+pub fn load_kernel(
+    mem: &GuestMemoryMmap,
+    src: &KernelSource,
+    mut file: File,
+    ram_end: u64,
+) -> Result<LoadedKernel> {
+    let name = src.describe();
+    let invalid = |reason: String| Error::KernelInvalid {
+        path: name.clone(),
+        reason,
+    };
+    let size = file
+        .metadata()
+        .map_err(|source| Error::KernelRead {
+            path: name.clone(),
+            source,
+        })?
+        .len();
+    let mut magic = [0u8; 4];
+    if size < 4 || file.read_exact(&mut magic).is_err() {
+        return Err(invalid(format!(
+            "the file is {size} bytes long, too short to be a kernel"
+        )));
+    }
+    let himem = GuestAddress(arch::layout::HIMEM_START);
+    if &magic == b"\x7fELF" {
+        let result = loader::Elf::load(mem, None, &mut file, Some(himem)).map_err(|e| {
+            invalid(format!(
+                "not a loadable x86_64 ELF vmlinux ({e}); its segments must fit in {} MiB of guest RAM above 1 MiB",
+                ram_end >> 20
+            ))
+        })?;
+        return Ok(LoadedKernel {
+            format: KernelFormat::Elf,
+            entry: result.kernel_load.0,
+            end: result.kernel_end,
+            setup_header: None,
+        });
+    }
+
+    let hdr = read_setup_header(&mut file).map_err(|_| {
+        invalid("not a kernel: neither an ELF vmlinux nor a bzImage (file too short for a setup header)".into())
+    })?;
+    check_bzimage(&hdr, size, ram_end).map_err(invalid)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| Error::KernelRead {
+            path: name.clone(),
+            source,
+        })?;
+    let result = loader::BzImage::load(mem, None, &mut file, Some(himem))
+        .map_err(|e| invalid(format!("cannot load the bzImage: {e}")))?;
+    let init_end = result.kernel_load.0 + u64::from(hdr.init_size);
+    Ok(LoadedKernel {
+        format: KernelFormat::BzImage,
+        entry: result.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
+        end: result.kernel_end.max(init_end),
+        setup_header: result.setup_header,
+    })
+}
+
+fn read_setup_header(file: &mut File) -> std::io::Result<setup_header> {
+    let mut hdr = setup_header::default();
+    file.seek(SeekFrom::Start(SETUP_HEADER_OFFSET))?;
+    // SAFETY: setup_header is a plain-old-data repr(C, packed) struct from the boot
+    // protocol; every byte pattern is a valid value, and the slice covers exactly it.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(
+            &mut hdr as *mut setup_header as *mut u8,
+            std::mem::size_of::<setup_header>(),
+        )
+    };
+    file.read_exact(bytes)?;
+    Ok(hdr)
+}
+
+/// Checks a bzImage header against the 64-bit boot protocol, the file size and the RAM.
+pub fn check_bzimage(
+    hdr: &setup_header,
+    file_size: u64,
+    ram_end: u64,
+) -> std::result::Result<(), String> {
+    let magic = hdr.header;
+    if magic != HDRS_MAGIC {
+        return Err("not a kernel: neither an ELF vmlinux (no \\x7fELF magic) nor a bzImage (no \"HdrS\" signature at offset 0x202)".into());
+    }
+    let version = hdr.version;
+    let xloadflags = hdr.xloadflags;
+    if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
+        return Err(format!(
+            "this bzImage has no 64-bit entry point (boot protocol {}.{:02}, XLF_KERNEL_64 {}); microvm needs boot protocol 2.12+ with XLF_KERNEL_64",
+            version >> 8,
+            version & 0xff,
+            if xloadflags & XLF_KERNEL_64 != 0 { "set" } else { "not set" }
+        ));
+    }
+    if hdr.loadflags & 1 == 0 {
+        return Err("this bzImage does not load high (LOADED_HIGH not set)".into());
+    }
+    let setup_sects = match hdr.setup_sects {
+        0 => 4,
+        n => u64::from(n),
+    };
+    let setup_size = (setup_sects + 1) * 512;
+    let payload = u64::from(hdr.syssize) * 16;
+    if file_size < setup_size + payload {
+        return Err(format!(
+            "truncated bzImage: the file is {file_size} bytes but its header announces {setup_size} bytes of setup and {payload} bytes of kernel"
+        ));
+    }
+    let need = arch::layout::HIMEM_START + u64::from(hdr.init_size).max(file_size - setup_size);
+    if need > ram_end {
+        return Err(format!(
+            "guest RAM is too small: the kernel needs memory up to {:#x} ({} MiB) but RAM ends at {:#x}; raise --memory",
+            need,
+            need.div_ceil(1 << 20),
+            ram_end
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the initramfs, so that a bad path is reported before any VM is built.
+pub fn open_initramfs(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::Initramfs {
+        path: path.to_path_buf(),
+        reason: format!("cannot open: {e}"),
+    })
+}
+
+/// Loads the initramfs as high as the kernel allows and returns (address, size).
+pub fn load_initramfs(
+    mem: &GuestMemoryMmap,
+    path: &Path,
+    mut file: File,
+    kernel: &LoadedKernel,
+    mem_size: u64,
+) -> Result<(u64, u64)> {
+    let fail = |reason: String| Error::Initramfs {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?
+        .len();
+    if size == 0 {
+        return Err(fail("the file is empty".into()));
+    }
+    // The boot protocol's default for kernels that do not say (ELF) is 0x37ffffff.
+    let addr_max = kernel
+        .setup_header
+        .map(|h| h.initrd_addr_max)
+        .filter(|&m| m != 0)
+        .unwrap_or(arch::layout::DEFAULT_INITRD_ADDR_MAX);
+    let addr = arch::initrd_address(mem_size, size, addr_max, kernel.end)
+        .map_err(|e| fail(e.to_string()))?
+        .0;
+    let len = usize::try_from(size).map_err(|_| fail("too large".into()))?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
+        .map_err(|e| fail(format!("cannot copy into guest memory at {addr:#x}: {e}")))?;
+    Ok((addr, size))
+}
+
+/// Builds the command line and writes it at the layout's command-line address.
+/// Returns its length in bytes (without the NUL).
+pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, kernel: &LoadedKernel) -> Result<usize> {
+    // The kernel's limit (bzImage cmdline_size, which excludes the NUL) and ours.
+    let kernel_max = kernel
+        .setup_header
+        .map(|h| h.cmdline_size as usize)
+        .filter(|&n| n > 0)
+        .unwrap_or(arch::layout::CMDLINE_MAX_SIZE - 1);
+    let max = kernel_max.min(arch::layout::CMDLINE_MAX_SIZE - 1);
+    if cmdline.len() > max {
+        return Err(Error::Cmdline(format!(
+            "{} bytes is too long: the kernel accepts at most {max}",
+            cmdline.len()
+        )));
+    }
+    let mut cl = Cmdline::new(max + 1).map_err(|e| Error::Cmdline(e.to_string()))?;
+    cl.insert_str(cmdline)
+        .map_err(|e| Error::Cmdline(format!("{e}: {cmdline:?}")))?;
+    linux_loader::loader::load_cmdline(mem, GuestAddress(arch::layout::CMDLINE_START), &cl)
+        .map_err(|e| Error::Cmdline(e.to_string()))?;
+    Ok(cmdline.len())
+}
