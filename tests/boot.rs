@@ -183,3 +183,45 @@ fn triple_fault_ends_the_vm_with_a_plain_words_error() {
         c => panic!("unexpected exit code {c}:\n{}", run.describe()),
     }
 }
+
+#[test]
+fn an_instruction_kvm_cannot_run_is_reported_in_plain_words() {
+    let run = boot(TINY_BZIMAGE, 2, "true", "tiny.test=unsupported-insn");
+    assert!(
+        run.stdout.contains("tiny: executing int3"),
+        "{}",
+        run.describe()
+    );
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("microvm: error:"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line:\n{}",
+        run.describe()
+    );
+    if host_has_hw_virt() {
+        eprintln!("host has VT-x/AMD-V: int3 with an empty IDT must triple-fault");
+        assert_eq!(run.code(), 3, "{}", run.describe());
+        assert!(errors[0].contains("triple-faulted"), "{}", run.describe());
+    } else {
+        eprintln!("host has no VT-x/AMD-V (KVM emulates guest kernel code): expecting an emulation failure report");
+        assert_eq!(run.code(), 4, "{}", run.describe());
+        for needle in [
+            "vcpu0",
+            "KVM_EXIT_INTERNAL_ERROR",
+            "emulation failure",
+            "RIP 0x",
+            "instruction bytes cc",
+        ] {
+            assert!(
+                errors[0].contains(needle),
+                "missing '{needle}':\n{}",
+                run.describe()
+            );
+        }
+    }
+}

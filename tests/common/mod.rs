@@ -139,3 +139,13 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&p, bytes).expect("write scratch file");
     p.display().to_string()
 }
+
+/// True when this host's CPU exposes VT-x or AMD-V, so KVM runs guest kernel code in
+/// hardware; false on nested "PVM" hosts where KVM emulates it.
+pub fn host_has_hw_virt() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
