@@ -42,6 +42,16 @@ fn threads_of(pid: u32) -> Vec<(String, String, String)> {
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
+        // Process-wide signals must be blocked on every thread (read from a signalfd by
+        // the vmm thread): SIGHUP 1, SIGINT 2, SIGTERM 15, SIGWINCH 28.
+        let blocked = u64::from_str_radix(&field("SigBlk:"), 16).unwrap_or(0);
+        for sig in [1, 2, 15, 28] {
+            assert_ne!(
+                blocked & (1 << (sig - 1)),
+                0,
+                "{comm:?} does not block signal {sig}"
+            );
+        }
         out.push((
             comm.trim().to_string(),
             field("Seccomp:"),
@@ -64,6 +74,8 @@ fn inspect(cpus: u8, seccomp: &str) -> Vec<(String, String, String)> {
             &cpus.to_string(),
             "--seccomp",
             seccomp,
+            "--rng",
+            "off",
         ])
         .args(["--cmdline", &cmdline])
         .stdin(Stdio::piped())
@@ -163,4 +175,34 @@ fn no_thread_is_filtered_in_false_mode() {
             "{name}: {threads:?}"
         );
     }
+}
+
+#[test]
+fn a_stacked_filter_makes_microvm_refuse_to_run_the_guest() {
+    // Test builds only: MICROVM_TEST_STACK_FILTER makes the main thread install an extra
+    // filter before it spawns, so every thread carries two.
+    let child = microvm()
+        .args(["--kernel", TINY_BZIMAGE, "--cpus", "2", "--rng", "off"])
+        .env("MICROVM_TEST_STACK_FILTER", "1")
+        .spawn()
+        .expect("spawn microvm");
+    let run = wait_with_timeout(child, BOOT_TIMEOUT);
+    assert_eq!(run.code(), 1, "{}", run.describe());
+    assert!(
+        !run.stdout.contains("tiny:"),
+        "the guest must not run:\n{}",
+        run.describe()
+    );
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("microvm: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.describe());
+    assert!(
+        errors[0].contains("2 stacked seccomp filters")
+            && errors[0].contains("refusing to run the guest"),
+        "{}",
+        run.describe()
+    );
 }

@@ -4,6 +4,7 @@
 //! 0x0000_0000 ..0x0000_0500  real-mode IVT / BIOS data area (left zero)
 //! 0x0000_0500 ..0x0000_0520  GDT (4 descriptors)
 //! 0x0000_0520 ..0x0000_0530  IDT (one empty 16-byte gate)
+//! 0x0000_6000 ..0x0000_7000  PVH boot only: hvm_start_info, module list, memory map
 //! 0x0000_7000 ..0x0000_8000  boot_params ("zero page")
 //!               ..0x0000_8FF0  boot stack (grows down from BOOT_STACK_TOP)
 //! 0x0000_9000 ..0x0000_C000  identity page tables: PML4, PDPT, PD
@@ -24,6 +25,12 @@ pub const GDT_START: u64 = 0x500;
 pub const GDT_ENTRIES: usize = 4;
 /// Guest address of the (empty) boot IDT.
 pub const IDT_START: u64 = 0x520;
+/// PVH boot: guest address of `struct hvm_start_info`, passed in EBX.
+pub const PVH_INFO_START: u64 = 0x6000;
+/// PVH boot: guest address of the module list (one `hvm_modlist_entry` for the initramfs).
+pub const PVH_MODLIST_START: u64 = 0x6040;
+/// PVH boot: guest address of the memory map (`hvm_memmap_table_entry` array, 24 bytes each).
+pub const PVH_MEMMAP_START: u64 = 0x6100;
 /// Guest address of the `boot_params` structure ("zero page"), passed in RSI.
 pub const ZERO_PAGE_START: u64 = 0x7000;
 /// Initial RSP/RBP of the boot vCPU; the stack grows down towards the zero page.
@@ -78,6 +85,10 @@ pub const DEFAULT_INITRD_ADDR_MAX: u32 = 0x37FF_FFFF;
 // below the EBDA, and the MMIO windows are inside the gap.
 const _: () = {
     assert!(GDT_START + 8 * GDT_ENTRIES as u64 <= IDT_START);
+    assert!(IDT_START + 16 <= PVH_INFO_START);
+    assert!(PVH_INFO_START + 56 <= PVH_MODLIST_START);
+    assert!(PVH_MODLIST_START + 32 <= PVH_MEMMAP_START);
+    assert!(PVH_MEMMAP_START + 24 * 128 <= ZERO_PAGE_START);
     assert!(IDT_START + 16 <= ZERO_PAGE_START);
     assert!(ZERO_PAGE_START + 4096 <= BOOT_STACK_TOP);
     assert!(BOOT_STACK_TOP < PML4_START);

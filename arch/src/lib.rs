@@ -8,7 +8,8 @@
 //! - [`e820`], [`bootparams`], [`initrd`]: the zero page and the memory map;
 //! - [`mptable`] (with [`mpspec`]): the Intel MP 1.4 table that tells the guest about vCPUs and the IOAPIC;
 //! - [`gdt`], [`paging`], [`regs`], [`msrs`], [`lapic`]: vCPU state at the kernel entry point;
-//! - [`cpuid`]: per-vCPU CPUID normalization.
+//! - [`cpuid`]: per-vCPU CPUID normalization;
+//! - [`pvh`]: the Xen PVH boot ABI (hvm_start_info, 32-bit protected-mode entry).
 //!
 //! Pure "compute the structure" functions are kept apart from the ones that issue
 //! KVM ioctls, so that most of the crate is testable without `/dev/kvm`.
@@ -27,6 +28,7 @@ pub mod mpspec;
 pub mod mptable;
 pub mod msrs;
 pub mod paging;
+pub mod pvh;
 pub mod regs;
 
 pub use bootparams::{build_boot_params, write_boot_params, BootParamsConfig, InitrdConfig};
@@ -95,6 +97,9 @@ pub enum Error {
     /// The number of vCPUs is not supported by the MP table.
     #[error("MP table: invalid vCPU count {0}, must be between 1 and {max}", max = mptable::MAX_CPUS)]
     MptableCpuCount(u8),
+    /// Writing the PVH boot structures (hvm_start_info, memory map, modules) failed.
+    #[error("cannot write the PVH boot structures: {0}")]
+    Pvh(String),
     /// A KVM ioctl failed.
     #[error("{ioctl} failed: {source}")]
     Kvm {

@@ -3,6 +3,7 @@
 //! - [`bus`]: address-range dispatch for port I/O and MMIO exits.
 //! - [`serial`]: the 8250 UART at 0x3f8 (COM1), backed by `vm-superio`.
 //! - [`i8042`]: the keyboard controller, used by guests to reset the machine.
+//! - [`virtio`]: the virtio-mmio transport and the block, net and rng devices.
 //!
 //! Devices are transport-free: they know nothing of KVM; interrupts leave through an
 //! [`EventFdTrigger`] that the VMM registers with KVM_IRQFD.
@@ -10,6 +11,7 @@
 pub mod bus;
 pub mod i8042;
 pub mod serial;
+pub mod virtio;
 
 use vmm_sys_util::eventfd::EventFd;
 

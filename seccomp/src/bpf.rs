@@ -19,6 +19,33 @@ const JMP_JEQ_K: u16 = BPF_JMP | 0x10;
 const JMP_JGT_K: u16 = BPF_JMP | 0x20;
 const JMP_JGE_K: u16 = BPF_JMP | 0x30;
 
+/// Byte offset of `instruction_pointer` (low half) in `struct seccomp_data`.
+pub(crate) const OFFSET_IP_LO: u32 = 8;
+
+/// The instructions our programs use, for [`insn`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    /// `LD W ABS k`.
+    LdAbs,
+    /// `JEQ K`.
+    Jeq,
+    /// `JA k`.
+    Ja,
+    /// `RET K`.
+    Ret,
+}
+
+/// One BPF instruction.
+pub(crate) fn insn(op: Op, k: u32, jt: u8, jf: u8) -> sock_filter {
+    let code = match op {
+        Op::LdAbs => LD_W_ABS,
+        Op::Jeq => JMP_JEQ_K,
+        Op::Ja => JMP_JA,
+        Op::Ret => BPF_RET,
+    };
+    sock_filter { code, jt, jf, k }
+}
+
 /// The x86_64 `AUDIT_ARCH` value the kernel reports for native syscalls.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
@@ -88,6 +115,18 @@ impl Verdict {
         }
     }
 
+    /// The errno of a `SECCOMP_RET_ERRNO` answer.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Verdict::Return { value, .. }
+                if value & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO =>
+            {
+                Some((value & libc::SECCOMP_RET_DATA) as i32)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the kernel would run the syscall (`ALLOW` or `LOG`).
     pub fn allows(&self) -> bool {
         matches!(
@@ -107,6 +146,18 @@ impl Verdict {
 
 /// Runs `prog` on `data` like the kernel's seccomp BPF interpreter.
 pub fn simulate(prog: &[sock_filter], data: &SeccompData) -> Verdict {
+    simulate_loads(prog, data).0
+}
+
+/// [`simulate`], also returning a bit mask of the arguments the program loaded (bit i =
+/// `args[i]`): a decision that did not load an argument does not depend on it.
+pub fn simulate_loads(prog: &[sock_filter], data: &SeccompData) -> (Verdict, u8) {
+    let mut loaded = 0u8;
+    let verdict = run(prog, data, &mut loaded);
+    (verdict, loaded)
+}
+
+fn run(prog: &[sock_filter], data: &SeccompData, loaded: &mut u8) -> Verdict {
     let (mut pc, mut acc, mut executed) = (0usize, 0u32, 0usize);
     while let Some(insn) = prog.get(pc) {
         executed += 1;
@@ -114,6 +165,9 @@ pub fn simulate(prog: &[sock_filter], data: &SeccompData) -> Verdict {
         pc = match insn.code {
             LD_W_ABS => match data.word(insn.k) {
                 Some(word) => {
+                    if (16..64).contains(&insn.k) {
+                        *loaded |= 1 << ((insn.k - 16) / 8);
+                    }
                     acc = word;
                     pc + 1
                 }

@@ -5,13 +5,10 @@
 
 use libc::c_int;
 
-use crate::rule::{ArgCond, ArgRule, SyscallRule};
+use crate::rule::{ArgCond, ArgRule, ErrnoRule, SyscallRule};
 
 /// `PROT_EXEC` must be clear in `mmap`/`mprotect` prot: no new executable memory.
 const NO_EXEC: ArgCond = ArgCond::masked_eq(2, libc::PROT_EXEC as u64, 0);
-
-/// `open` flags that write or create: `O_ACCMODE` (write access), `O_CREAT`, `O_TRUNC`.
-const OPEN_WRITE_MASK: u64 = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
 
 /// futex commands ignoring `FUTEX_PRIVATE_FLAG` and `FUTEX_CLOCK_REALTIME`.
 const FUTEX_OP_CMD: u64 = 0x7f;
@@ -39,8 +36,6 @@ pub(crate) fn rules(signals: Signals<'_>) -> Vec<SyscallRule> {
         .collect();
     let when = SyscallRule::when;
     rules.extend([
-        when("openat", SYS_openat, "read-only: glibc free() opens /proc/sys/vm/overcommit_memory, Rust backtraces /proc/self/maps",
-            vec![ArgCond::masked_eq(2, OPEN_WRITE_MASK, O_RDONLY as u64)]),
         when("fcntl", SYS_fcntl, "F_GETFD only: Rust debug builds check an fd is open when an OwnedFd drops",
             vec![ArgCond::eq(1, F_GETFD as u64)]),
         when("mmap", SYS_mmap, "no PROT_EXEC: malloc of large blocks and arenas, backtrace symbolization",
@@ -59,12 +54,30 @@ pub(crate) fn rules(signals: Signals<'_>) -> Vec<SyscallRule> {
     rules
 }
 
+/// Syscalls every kind answers with an errno instead of a trap (no thread opens files once
+/// filtered; these calls come from glibc at unpredictable times and tolerate the error).
+pub(crate) fn errno_rules() -> Vec<ErrnoRule> {
+    vec![ErrnoRule {
+        name: "openat",
+        nr: libc::SYS_openat,
+        errno: libc::EACCES,
+        errno_name: "EACCES",
+        reason: "glibc free() may open /proc/sys/vm/overcommit_memory on any thread and then assumes the default; Rust backtraces (RUST_BACKTRACE) read /proc/self/maps and degrade",
+    }, ErrnoRule {
+        name: "readlink",
+        nr: libc::SYS_readlink,
+        errno: libc::EACCES,
+        errno_name: "EACCES",
+        reason: "a panic's backtrace (RUST_BACKTRACE) resolves /proc/self/exe; without it the panic still ends by SIGABRT",
+    }]
+}
+
 /// Allowed with any arguments: name, number, reason.
 #[rustfmt::skip]
 const UNCONDITIONAL: &[(&str, i64, &str)] = &[
-    ("read", libc::SYS_read, "glibc free() reads /proc/sys/vm/overcommit_memory; eventfd/signalfd/stdin"),
+    ("read", libc::SYS_read, "eventfd/signalfd/stdin reads (fds not all known when the filter is built)"),
     ("write", libc::SYS_write, "logs + SIGSYS report to fd 2, serial to fd 1, interrupt eventfds (fds unknown)"),
-    ("close", libc::SYS_close, "closing the overcommit_memory fd, dropping fds"),
+    ("close", libc::SYS_close, "dropping fds (eventfds, terminal) at shutdown"),
     ("munmap", libc::SYS_munmap, "free() of mmapped blocks; thread exit unmaps the alternate signal stack"),
     ("mremap", libc::SYS_mremap, "realloc() of mmapped blocks; cannot add PROT_EXEC"),
     ("brk", libc::SYS_brk, "malloc on the main arena"),

@@ -7,14 +7,29 @@
 //! Segments are position independent: every jump stays inside its segment or falls through to
 //! the next one, and the accumulator still holds the syscall number whenever a segment falls
 //! through (it is only reloaded with an argument once the number matched). We check both.
+//!
+//! Then every `RET mismatch` becomes a jump to one shared *tail* that replaces the final
+//! `RET mismatch`:
+//!
+//! ```text
+//! tail: LD nr
+//!       JEQ openat ? RET ERRNO(EACCES)          (the errno rules of common.rs)
+//!       LD ip.lo; JEQ gadget.lo; LD ip.hi; JEQ gadget.hi ? RET ALLOW   (--seccomp log only)
+//!       RET TRAP | kind code
+//! ```
+//!
+//! So a per-syscall errno answer (which seccompiler's single mismatch action cannot express)
+//! and the log-mode re-issue gadget cost nothing on allowed paths, and an unconditionally
+//! allowed syscall still never loads anything but the number (the kernel's action cache
+//! keeps skipping the filter for it).
 
 use std::collections::BTreeMap;
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
 
-use crate::bpf::{is_load_nr, is_ret, jumps_in_bounds};
-use crate::rule::SyscallRule;
-use crate::{Error, ThreadKind};
+use crate::bpf::{insn, is_load_nr, is_ret, jumps_in_bounds, Op};
+use crate::rule::{ErrnoRule, SyscallRule};
+use crate::{Error, Mode, ThreadKind};
 
 /// The kernel's limit on instructions per filter (`BPF_MAXINSNS`).
 pub const BPF_MAX_INSNS: usize = 4096;
@@ -28,22 +43,38 @@ pub(crate) fn trap_value(kind: ThreadKind) -> u32 {
     libc::SECCOMP_RET_TRAP | u32::from(kind.code())
 }
 
-/// Compiles `rules` for `kind` with `mismatch` (Trap or Log) as the action for anything else.
+/// Compiles `rules` for `kind` in `mode` (Kill or Log): anything else traps (Kill, Log), or is
+/// re-issued by the reporter through the gadget (Log); the errno rules answer with an errno.
 pub(crate) fn build(
     kind: ThreadKind,
     rules: &[SyscallRule],
-    mismatch: SeccompAction,
+    mode: Mode,
 ) -> Result<BpfProgram, Error> {
-    build_ordered(kind, rules, mismatch, kind.spec().hot)
+    let hot: Vec<i64> = kind
+        .spec()
+        .hot
+        .iter()
+        .chain(EVENT_LOOP_HOT)
+        .copied()
+        .collect();
+    build_ordered(kind, rules, mode, &hot)
 }
+
+/// Checked right after each kind's own hot syscalls, where a kind allows them: the event-loop
+/// wait of the vmm and device threads. (read/write have the lowest numbers and come first in
+/// seccompiler's ascending chain anyway.) With the kernel's action cache (5.11+) an
+/// unconditional rule costs nothing; this ordering is for older kernels and for kinds that
+/// put arguments on these calls.
+const EVENT_LOOP_HOT: &[i64] = &[libc::SYS_epoll_wait, libc::SYS_epoll_pwait];
 
 /// [`build`] with an explicit list of syscalls to check first (tests compare orders).
 pub(crate) fn build_ordered(
     kind: ThreadKind,
     rules: &[SyscallRule],
-    mismatch: SeccompAction,
+    mode: Mode,
     hot: &[i64],
 ) -> Result<BpfProgram, Error> {
+    let mismatch = SeccompAction::Trap;
     let name = kind.name();
     let fail = |detail: String| Error::Compile { kind: name, detail };
     let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -90,12 +121,19 @@ pub(crate) fn build_ordered(
     let mut prog = rest[..PROLOGUE].to_vec();
     hot_segments.into_iter().for_each(|s| prog.extend(s));
     prog.extend_from_slice(&rest[PROLOGUE..]);
-    if mismatch == SeccompAction::Trap {
-        let trap = trap_value(kind);
-        for insn in prog.iter_mut().filter(|i| is_ret(i, mismatch_value)) {
-            insn.k = trap;
+    // The final `RET mismatch` becomes the tail; every other one jumps there.
+    if !prog.last().is_some_and(|i| is_ret(i, mismatch_value)) {
+        return Err(fail("unexpected seccompiler epilogue".into()));
+    }
+    prog.pop();
+    let tail_at = prog.len();
+    for (pc, insn) in prog.iter_mut().enumerate().skip(PROLOGUE) {
+        if is_ret(insn, mismatch_value) {
+            let off = u32::try_from(tail_at - pc - 1).map_err(|e| fail(e.to_string()))?;
+            *insn = crate::bpf::insn(Op::Ja, off, 0, 0);
         }
     }
+    prog.extend(tail(kind, mode, &crate::common::errno_rules()));
     if prog.len() > BPF_MAX_INSNS {
         return Err(Error::TooLarge {
             kind: name,
@@ -106,4 +144,30 @@ pub(crate) fn build_ordered(
         return Err(fail("a jump leaves the program".into()));
     }
     Ok(prog)
+}
+
+/// The shared tail every mismatch jumps to (see the module docs).
+fn tail(kind: ThreadKind, mode: Mode, errno_rules: &[ErrnoRule]) -> Vec<seccompiler::sock_filter> {
+    let mut t = vec![insn(Op::LdAbs, 0, 0, 0)];
+    for rule in errno_rules {
+        t.push(insn(Op::Jeq, rule.nr as u32, 0, 1));
+        t.push(insn(
+            Op::Ret,
+            libc::SECCOMP_RET_ERRNO | (rule.errno as u32 & libc::SECCOMP_RET_DATA),
+            0,
+            0,
+        ));
+    }
+    if mode == Mode::Log {
+        let ip = crate::gadget::allowed_ip();
+        t.extend([
+            insn(Op::LdAbs, crate::bpf::OFFSET_IP_LO, 0, 0),
+            insn(Op::Jeq, ip as u32, 0, 3),
+            insn(Op::LdAbs, crate::bpf::OFFSET_IP_LO + 4, 0, 0),
+            insn(Op::Jeq, (ip >> 32) as u32, 0, 1),
+            insn(Op::Ret, libc::SECCOMP_RET_ALLOW, 0, 0),
+        ]);
+    }
+    t.push(insn(Op::Ret, trap_value(kind), 0, 0));
+    t
 }

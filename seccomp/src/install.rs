@@ -1,4 +1,10 @@
 //! Installing a program on the calling thread.
+//!
+//! We call seccomp(2) ourselves rather than `seccompiler::apply_filter`, which always passes
+//! flags 0: `SECCOMP_FILTER_FLAG_LOG` makes the kernel also write TRAP and ERRNO decisions to
+//! the audit log (dmesg `audit: type=1326`), so `--seccomp true` and `--seccomp log` both keep
+//! the audit path working (kernel rule since v4.14/4.18, commit 326bee02: KILL and LOG actions
+//! are always logged, TRAP/ERRNO/TRACE/USER_NOTIF only for filters loaded with this flag).
 
 use seccompiler::BpfProgram;
 
@@ -6,7 +12,13 @@ use crate::compile::BPF_MAX_INSNS;
 use crate::report::thread_name;
 use crate::Error;
 
-/// Installs `prog` on the calling thread only (no TSYNC), after setting NO_NEW_PRIVS.
+/// `SECCOMP_SET_MODE_FILTER` (seccomp(2) operation).
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+/// `SECCOMP_FILTER_FLAG_LOG` (kernel 4.14+).
+const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
+
+/// Installs `prog` on the calling thread only (no TSYNC), after setting NO_NEW_PRIVS, with
+/// `SECCOMP_FILTER_FLAG_LOG` (retried without it on kernels that refuse the flag).
 ///
 /// Filters cannot be removed and are inherited by threads spawned afterwards. An empty or
 /// oversized program is an error, as is any prctl/seccomp failure; nothing panics.
@@ -15,16 +27,41 @@ pub fn install(prog: &BpfProgram) -> Result<(), Error> {
         let mut buf = [0u8; 16];
         thread_name(&mut buf).to_string()
     };
-    if prog.len() > BPF_MAX_INSNS {
+    let fail = |what: &'static str| Error::InstallSys {
+        thread: current(),
+        what,
+        source: std::io::Error::last_os_error(),
+    };
+    if prog.is_empty() || prog.len() > BPF_MAX_INSNS {
         return Err(Error::InstallTooLarge {
             thread: current(),
             len: prog.len(),
         });
     }
-    // seccompiler sets PR_SET_NO_NEW_PRIVS, then seccomp(SECCOMP_SET_MODE_FILTER, 0, prog);
-    // it refuses an empty program.
-    seccompiler::apply_filter(prog).map_err(|source| Error::Install {
-        thread: current(),
-        source,
-    })
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(fail("prctl(PR_SET_NO_NEW_PRIVS)"));
+    }
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    for flags in [SECCOMP_FILTER_FLAG_LOG, 0] {
+        // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            break;
+        }
+    }
+    Err(fail("seccomp(SECCOMP_SET_MODE_FILTER)"))
 }

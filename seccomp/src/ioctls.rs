@@ -12,6 +12,49 @@ ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_bindings::kvm_regs);
 ioctl_iow_nr!(KVM_IRQ_LINE, KVMIO, 0x61, kvm_bindings::kvm_irq_level);
 ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_bindings::kvm_irqfd);
 ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_bindings::kvm_ioeventfd);
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
+ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_bindings::kvm_msi);
+
+/// Names and numbers of the ioctl requests microvm knows (filters, reports, `from-strace`).
+/// Only requests with a fixed number are listed (no size-dependent `_IOC` families).
+pub fn known() -> Vec<(&'static str, u64)> {
+    vec![
+        ("KVM_RUN", KVM_RUN()),
+        ("KVM_GET_REGS", KVM_GET_REGS()),
+        ("KVM_SET_REGS", KVM_SET_REGS()),
+        ("KVM_GET_SREGS", KVM_GET_SREGS()),
+        ("KVM_SET_SREGS", KVM_SET_SREGS()),
+        ("KVM_IRQ_LINE", KVM_IRQ_LINE()),
+        ("KVM_IRQFD", KVM_IRQFD()),
+        ("KVM_IOEVENTFD", KVM_IOEVENTFD()),
+        ("KVM_SIGNAL_MSI", KVM_SIGNAL_MSI()),
+        ("TCGETS", TCGETS),
+        ("TCSETS", TCSETS),
+        ("TCSETSW", TCSETSW),
+        ("TCSETSF", TCSETSF),
+        ("TIOCGWINSZ", libc::TIOCGWINSZ),
+        ("FIONBIO", libc::FIONBIO),
+        ("FIONREAD", libc::FIONREAD),
+    ]
+}
+
+/// The name of ioctl request `request` (compared as 32 bits), if known.
+pub fn name_of(request: u64) -> Option<&'static str> {
+    let request = request & 0xffff_ffff;
+    known()
+        .into_iter()
+        .find(|(_, r)| *r == request)
+        .map(|(n, _)| n)
+}
+
+/// The number of the ioctl request called `name`, if known.
+pub fn number_of(name: &str) -> Option<u64> {
+    known()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, r)| r)
+}
 
 /// Get terminal attributes (`tcgetattr`, `isatty`).
 pub const TCGETS: u64 = libc::TCGETS;

@@ -9,13 +9,21 @@
 //! Adding a kind: write `<kind>.rs` with its `SPEC` (see `vcpu.rs`), then add a variant and one
 //! arm in [`ThreadKind::spec`] and the `mod` line below.
 
+mod blk;
 pub mod bpf;
 mod common;
 mod compile;
+pub mod docs;
+mod gadget;
 mod install;
 pub mod ioctls;
+pub mod json;
+mod logmode;
+mod net;
 mod report;
+mod rng;
 mod rule;
+pub mod strace;
 mod syscalls;
 mod vcpu;
 mod vmm;
@@ -26,9 +34,13 @@ use std::str::FromStr;
 
 pub use compile::BPF_MAX_INSNS;
 pub use install::install;
-pub use report::{format_violation, install_violation_reporter, Violation, EXIT_SECCOMP_VIOLATION};
-pub use rule::{ArgCond, ArgRule, Ioctl, SyscallRule};
-pub use seccompiler::BpfProgram;
+pub use json::{use_custom_filters, CustomFilters};
+pub use logmode::summary as log_summary;
+pub use report::{
+    format_logged, format_violation, install_violation_reporter, Violation, EXIT_SECCOMP_VIOLATION,
+};
+pub use rule::{ArgCond, ArgRule, ErrnoRule, Ioctl, SyscallRule};
+pub use seccompiler::{sock_filter as SockFilter, BpfProgram};
 pub use syscalls::{syscall_name, syscall_number};
 
 /// Errors of this crate; each names the thread kind or thread it concerns.
@@ -58,8 +70,28 @@ pub enum Error {
         /// seccompiler's error (empty program, prctl or seccomp failure).
         source: seccompiler::Error,
     },
-    /// A program over the kernel limit was passed to [`install`].
-    #[error("seccomp(SET_MODE_FILTER) for {thread}: program of {len} instructions is over 4096")]
+    /// A prctl/seccomp call of [`install`] failed.
+    #[error("{what} for {thread}: {source}")]
+    InstallSys {
+        /// Name of the calling thread.
+        thread: String,
+        /// The failing call.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A custom filter file (`--seccomp-filter`) is invalid.
+    #[error("--seccomp-filter {path}: {detail}")]
+    FilterFile {
+        /// The file.
+        path: String,
+        /// What is wrong, with the JSON location.
+        detail: String,
+    },
+    /// An empty or oversized program was passed to [`install`].
+    #[error(
+        "seccomp(SET_MODE_FILTER) for {thread}: program of {len} instructions (must be 1..=4096)"
+    )]
     InstallTooLarge {
         /// Name of the calling thread.
         thread: String,
@@ -81,6 +113,12 @@ pub enum ThreadKind {
     Vmm,
     /// A vCPU thread: KVM_RUN loop and exit emulation.
     Vcpu,
+    /// A virtio-blk device thread: its queue and its disk file.
+    Blk,
+    /// A virtio-net device thread: its rx/tx queues and its TAP.
+    Net,
+    /// The virtio-rng device thread: its queue and getrandom.
+    Rng,
 }
 
 /// Static description of a thread kind; each kind file defines one as `SPEC`.
@@ -95,16 +133,25 @@ pub(crate) struct KindSpec {
 
 impl ThreadKind {
     /// Every kind, in code order.
-    const ALL: [ThreadKind; 2] = [ThreadKind::Vmm, ThreadKind::Vcpu];
+    const ALL: [ThreadKind; 5] = [
+        ThreadKind::Vmm,
+        ThreadKind::Vcpu,
+        ThreadKind::Blk,
+        ThreadKind::Net,
+        ThreadKind::Rng,
+    ];
 
     pub(crate) fn spec(&self) -> &'static KindSpec {
         match self {
             ThreadKind::Vmm => &vmm::SPEC,
             ThreadKind::Vcpu => &vcpu::SPEC,
+            ThreadKind::Blk => &blk::SPEC,
+            ThreadKind::Net => &net::SPEC,
+            ThreadKind::Rng => &rng::SPEC,
         }
     }
 
-    /// Short name: `"vmm"`, `"vcpu"`.
+    /// Short name: `"vmm"`, `"vcpu"`, `"blk"`, `"net"`, `"rng"`.
     pub fn name(&self) -> &'static str {
         self.spec().name
     }
@@ -140,7 +187,9 @@ pub enum Mode {
     Kill,
     /// `false`: no filter at all.
     Off,
-    /// `log`: a forbidden syscall runs and the kernel logs it (dmesg `audit: type=1326`).
+    /// `log`: a forbidden syscall is reported on stderr by microvm (once per thread and call),
+    /// then performed by the reporter so the VM keeps running; the kernel audit log
+    /// (dmesg `audit: type=1326`) records it too.
     Log,
 }
 
@@ -172,11 +221,26 @@ impl fmt::Display for Mode {
 pub struct FilterContext {
     /// The vCPU fd of the thread: KVM_RUN is allowed on this fd only. `None`: on any fd.
     pub vcpu_fd: Option<RawFd>,
+    /// The disk fd of a blk thread: pread64/pwrite64/fdatasync/fsync on this fd only.
+    pub disk_fd: Option<RawFd>,
+    /// The TAP fd of a net thread (documentation of what it serves; read/write are common).
+    pub tap_fd: Option<RawFd>,
 }
 
-/// The filter of `kind` as data, in the order it is written (common rules first).
+/// The filter of `kind` as data: the custom one from [`use_custom_filters`] if any, else the
+/// built-in one.
 pub fn rules(kind: ThreadKind, ctx: &FilterContext) -> Vec<SyscallRule> {
+    json::custom_rules(kind).unwrap_or_else(|| builtin_rules(kind, ctx))
+}
+
+/// The built-in filter of `kind` as data, in the order it is written (common rules first).
+pub fn builtin_rules(kind: ThreadKind, ctx: &FilterContext) -> Vec<SyscallRule> {
     (kind.spec().rules)(ctx)
+}
+
+/// Syscalls every kind answers with an errno instead of a trap.
+pub fn errno_rules() -> Vec<ErrnoRule> {
+    common::errno_rules()
 }
 
 /// The BPF program for `kind` in `mode`; `None` for [`Mode::Off`].
@@ -185,12 +249,21 @@ pub fn compile(
     mode: Mode,
     ctx: &FilterContext,
 ) -> Result<Option<BpfProgram>, Error> {
-    let mismatch = match mode {
-        Mode::Off => return Ok(None),
-        Mode::Kill => seccompiler::SeccompAction::Trap,
-        Mode::Log => seccompiler::SeccompAction::Log,
-    };
-    compile::build(kind, &rules(kind, ctx), mismatch).map(Some)
+    if mode == Mode::Off {
+        return Ok(None);
+    }
+    compile::build(kind, &rules(kind, ctx), mode).map(Some)
+}
+
+/// The BPF program of `rules` for `kind` in `mode` (Kill or Log), e.g. a filter read from a
+/// file; [`Mode::Off`] compiles like Kill.
+pub fn compile_rules(
+    kind: ThreadKind,
+    mode: Mode,
+    rules: &[SyscallRule],
+) -> Result<BpfProgram, Error> {
+    let mode = if mode == Mode::Off { Mode::Kill } else { mode };
+    compile::build(kind, rules, mode)
 }
 
 /// Instructions in the program of `kind` in `mode` (0 for [`Mode::Off`]).

@@ -1,11 +1,17 @@
-//! The SIGSYS violation reporter for `--seccomp true` (Kill mode).
+//! The SIGSYS violation reporter for `--seccomp true` and `--seccomp log`.
 //!
 //! A forbidden syscall makes the kernel send SIGSYS (`SECCOMP_RET_TRAP`) to the calling thread.
 //! The handler runs on that thread, under its filter, so it only uses syscalls every filter
 //! allows: `prctl(PR_GET_NAME)` for the thread name, `write(2)` and `exit_group`. It does not
 //! allocate or lock: the line is formatted with `core::fmt` into a stack buffer.
+//!
+//! Kill mode (`true`): print the line, `_exit(148)`. Log mode: print the line the first time
+//! this (thread, syscall[, ioctl request]) is seen, then perform the call through the gadget
+//! (see `gadget.rs`), which the log-mode filters allow, and put its result in the interrupted
+//! context's RAX, so the thread continues as if the call had been allowed.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::{Error, Mode, ThreadKind};
 
@@ -74,8 +80,23 @@ impl<const N: usize> std::fmt::Write for StackBuf<N> {
     }
 }
 
-/// Formats the one-line report (without allocating).
+/// Formats the one-line report of Kill mode (without allocating).
 pub fn format_violation(v: &Violation<'_>, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    format_head(v, out)?;
+    writeln!(out, "; microvm exits with status {EXIT_SECCOMP_VIOLATION}; rerun with --seccomp log to list every violation (dmesg: audit type=1326)")
+}
+
+/// Formats the one-line report of Log mode (without allocating); `note` says what happens.
+pub fn format_logged(
+    v: &Violation<'_>,
+    note: &str,
+    out: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
+    format_head(v, out)?;
+    writeln!(out, "; {note}")
+}
+
+fn format_head(v: &Violation<'_>, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let kind = v.kind.map_or("?", |k| k.name());
     let name = crate::syscall_name(v.nr).unwrap_or("unknown");
     write!(
@@ -89,9 +110,11 @@ pub fn format_violation(v: &Violation<'_>, out: &mut impl std::fmt::Write) -> st
         " args [{:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}]",
         a[0], a[1], a[2], a[3], a[4], a[5]
     )?;
-    write!(out, " at ip {:#x}", v.ip)?;
-    writeln!(out, "; microvm exits with status {EXIT_SECCOMP_VIOLATION}; rerun with --seccomp log to list every violation (dmesg: audit type=1326)")
+    write!(out, " at ip {:#x}", v.ip)
 }
+
+/// The mode the handler serves: 0 none, 1 Kill, 2 Log.
+static HANDLER_MODE: AtomicU8 = AtomicU8::new(0);
 
 /// Reads the calling thread's name (comm) into `buf`; `"?"` if that fails.
 pub(crate) fn thread_name(buf: &mut [u8; 16]) -> &str {
@@ -136,7 +159,7 @@ extern "C" fn handle_sigsys(
         unsafe { libc::_exit(128 + libc::SIGSYS) };
     }
     // SAFETY: non-null ucontext of an SA_SIGINFO handler points to the interrupted context.
-    let regs = unsafe { &(*(ucontext as *const libc::ucontext_t)).uc_mcontext.gregs };
+    let regs = unsafe { (*(ucontext as *const libc::ucontext_t)).uc_mcontext.gregs };
     let reg = |r: libc::c_int| regs[r as usize] as u64;
     let mut name = [0u8; 16];
     let v = Violation {
@@ -153,22 +176,76 @@ extern "C" fn handle_sigsys(
         ],
         ip: si.call_addr,
     };
+    if HANDLER_MODE.load(Ordering::Relaxed) == 2 {
+        // SAFETY: the kernel's ucontext is ours to modify; rt_sigreturn restores it.
+        let gregs = unsafe { &mut (*(ucontext as *mut libc::ucontext_t)).uc_mcontext.gregs };
+        // Report first: the call may not return (exit_group, execve).
+        let (plan, note) = plan(&v);
+        if crate::logmode::record(&v) {
+            let _ = format_logged(&v, note, &mut line);
+            write_stderr(line.as_bytes());
+        }
+        gregs[libc::REG_RAX as usize] = match plan {
+            // SAFETY: the thread itself made this call with these arguments; performing it on
+            // its behalf has the effects it asked for (every signal is blocked meanwhile).
+            Plan::Run => unsafe { crate::gadget::syscall(v.nr, v.args) },
+            Plan::Fail(errno) => -i64::from(errno),
+            // SAFETY: _exit (exit_group) is async-signal-safe and allowed by every filter.
+            Plan::Exit => unsafe { libc::_exit(EXIT_SECCOMP_VIOLATION) },
+        };
+        return;
+    }
     let _ = format_violation(&v, &mut line);
     write_stderr(line.as_bytes());
     // SAFETY: _exit (exit_group) is async-signal-safe and allowed by every filter.
     unsafe { libc::_exit(EXIT_SECCOMP_VIOLATION) };
 }
 
+/// What log mode does with a trapped call.
+enum Plan {
+    /// Perform it through the gadget.
+    Run,
+    /// Do not perform it; fail it with this errno.
+    Fail(i32),
+    /// It cannot be emulated: exit.
+    Exit,
+}
+
+/// Log mode: whether the trapped call can be re-issued from a signal handler, and the note
+/// for the report line.
+fn plan(v: &Violation<'_>) -> (Plan, &'static str) {
+    const NOTE: &str = "allowed by --seccomp log (reported once per thread and call; the exit summary counts repeats)";
+    const NO_THREAD: &str =
+        "NOT re-issued under --seccomp log (a thread cannot be created from the reporter)";
+    match v.nr {
+        // A new thread would start on its own stack at the gadget's `ret`.
+        libc::SYS_clone3 => (Plan::Fail(libc::ENOSYS), NO_THREAD),
+        libc::SYS_clone if v.args[0] & libc::CLONE_VM as u64 != 0 => {
+            (Plan::Fail(libc::EPERM), NO_THREAD)
+        }
+        libc::SYS_vfork => (
+            Plan::Fail(libc::EPERM),
+            "NOT re-issued under --seccomp log (vfork would share the reporter's stack)",
+        ),
+        libc::SYS_rt_sigreturn => (
+            Plan::Exit,
+            "rt_sigreturn cannot be re-issued from a signal handler: microvm exits with status 148",
+        ),
+        _ => (Plan::Run, NOTE),
+    }
+}
+
 /// Installs the process-wide reporter for `mode`. Call once from main before spawning threads.
 ///
-/// Kill: a SIGSYS handler (SA_SIGINFO | SA_ONSTACK, all signals blocked while it runs) that
-/// prints one line naming thread, kind, syscall and arguments, then exits the process with
-/// [`EXIT_SECCOMP_VIOLATION`]. Log and Off: nothing (the kernel logs `SECCOMP_RET_LOG` hits to
-/// the audit log / dmesg); an in-process log reporter will plug in here.
+/// Kill and Log: a SIGSYS handler (SA_SIGINFO | SA_ONSTACK, all signals blocked while it runs)
+/// that prints one line naming thread, kind, syscall and arguments; Kill then exits the process
+/// with [`EXIT_SECCOMP_VIOLATION`], Log performs the call and lets the thread continue (see
+/// [`crate::log_summary`]). Off: nothing.
 pub fn install_violation_reporter(mode: Mode) -> Result<(), Error> {
     match mode {
-        Mode::Off | Mode::Log => Ok(()),
-        Mode::Kill => {
+        Mode::Off => Ok(()),
+        Mode::Kill | Mode::Log => {
+            HANDLER_MODE.store(if mode == Mode::Log { 2 } else { 1 }, Ordering::Relaxed);
             // SAFETY: an all-zero sigaction is a valid starting value.
             let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
             act.sa_sigaction = handle_sigsys as *const () as usize;

@@ -8,6 +8,22 @@ use std::os::fd::RawFd;
 
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
+/// A system call that is not allowed but answered with an errno instead of a trap, because
+/// glibc tolerates the error and calls it at unpredictable times from any thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrnoRule {
+    /// x86_64 name.
+    pub name: &'static str,
+    /// x86_64 number.
+    pub nr: i64,
+    /// The errno returned.
+    pub errno: i32,
+    /// Its name, e.g. `"EACCES"`.
+    pub errno_name: &'static str,
+    /// Who calls it and why the error is harmless (one line).
+    pub reason: &'static str,
+}
+
 /// One allowed ioctl request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ioctl {

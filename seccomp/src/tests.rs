@@ -12,6 +12,7 @@ const VCPU_FD: RawFd = 7;
 fn ctx() -> FilterContext {
     FilterContext {
         vcpu_fd: Some(VCPU_FD),
+        ..Default::default()
     }
 }
 
@@ -107,7 +108,7 @@ fn rules_are_well_formed() {
 fn duplicate_rules_are_rejected_not_merged() {
     let mut rules = rules(ThreadKind::Vcpu, &ctx());
     rules.push(SyscallRule::any("write", SYS_write, "again"));
-    let err = compile::build(ThreadKind::Vcpu, &rules, seccompiler::SeccompAction::Trap);
+    let err = compile::build(ThreadKind::Vcpu, &rules, Mode::Kill);
     let msg = err.unwrap_err().to_string();
     assert!(
         msg.contains("compiling the vcpu filter") && msg.contains("write (1) is listed twice"),
@@ -152,9 +153,11 @@ fn argument_conditions() {
         no(SYS_mmap, [0, 4096, rw | exec, 0x22, u64::MAX, 0]);
         ok(SYS_mprotect, [0, 4096, rw, 0, 0, 0]);
         no(SYS_mprotect, [0, 4096, exec, 0, 0, 0]);
-        ok(
-            SYS_openat,
-            [flags(AT_FDCWD), 0, flags(O_RDONLY | O_CLOEXEC), 0, 0, 0],
+        let ro_open = [flags(AT_FDCWD), 0, flags(O_RDONLY | O_CLOEXEC), 0, 0, 0];
+        assert_eq!(
+            run(kind, SYS_openat, ro_open).errno(),
+            Some(EACCES),
+            "{kind}"
         );
         for bad in [
             O_WRONLY,
@@ -258,13 +261,7 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
 
     // seccompiler's own ascending order tests the 10 syscalls below 16 first (2 insns each).
     let rules = rules(ThreadKind::Vcpu, &ctx());
-    let plain = compile::build_ordered(
-        ThreadKind::Vcpu,
-        &rules,
-        seccompiler::SeccompAction::Trap,
-        &[],
-    )
-    .unwrap();
+    let plain = compile::build_ordered(ThreadKind::Vcpu, &rules, Mode::Kill, &[]).unwrap();
     let v = simulate(&plain, &kvm_run(VCPU_FD as u64));
     assert_eq!(
         v,
@@ -279,13 +276,7 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
 #[test]
 fn reordering_keeps_every_decision() {
     let rules = rules(ThreadKind::Vcpu, &ctx());
-    let plain = compile::build_ordered(
-        ThreadKind::Vcpu,
-        &rules,
-        seccompiler::SeccompAction::Trap,
-        &[],
-    )
-    .unwrap();
+    let plain = compile::build_ordered(ThreadKind::Vcpu, &rules, Mode::Kill, &[]).unwrap();
     let hot = prog(ThreadKind::Vcpu, Mode::Kill);
     let values = [
         0,
@@ -331,9 +322,20 @@ fn modes_set_the_mismatch_action() {
             Some(*kind),
             "kind code in SECCOMP_RET_DATA"
         );
+        // Log mode traps too (the reporter re-issues the call), except through the gadget.
         let log = simulate(&prog(*kind, Mode::Log), &socket);
-        assert_eq!(log.action(), Some(SECCOMP_RET_LOG));
-        assert!(log.allows());
+        assert_eq!(log.action(), Some(SECCOMP_RET_TRAP));
+        let via_gadget = SeccompData {
+            ip: crate::gadget::allowed_ip(),
+            ..socket
+        };
+        assert!(simulate(&prog(*kind, Mode::Log), &via_gadget).allows());
+        assert!(!simulate(&prog(*kind, Mode::Kill), &via_gadget).allows());
+        // openat is answered with EACCES in both modes, from any instruction pointer.
+        let openat = SeccompData::new(SYS_openat, [AT_FDCWD as u64, 0x1000, 0, 0, 0, 0]);
+        for mode in [Mode::Kill, Mode::Log] {
+            assert_eq!(simulate(&prog(*kind, mode), &openat).errno(), Some(EACCES));
+        }
         assert!(compile(*kind, Mode::Off, &ctx()).unwrap().is_none());
         assert_eq!(bpf_len(*kind, Mode::Off, &ctx()).unwrap(), 0);
         let len = bpf_len(*kind, Mode::Kill, &ctx()).unwrap();
@@ -370,7 +372,7 @@ fn mode_parses_and_displays() {
 #[test]
 fn kinds_have_names_and_codes() {
     let names: Vec<_> = ThreadKind::all().iter().map(|k| k.name()).collect();
-    assert_eq!(names, ["vmm", "vcpu"]);
+    assert_eq!(names, ["vmm", "vcpu", "blk", "net", "rng"]);
     for kind in ThreadKind::all() {
         assert_eq!(ThreadKind::from_code(kind.code()), Some(*kind));
     }

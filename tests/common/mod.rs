@@ -63,8 +63,12 @@ impl Run {
 }
 
 /// Runs a spawned child to completion, killing it after `timeout`.
+/// stdout may have been taken by the caller already (it is then reported empty).
 pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Run {
-    let mut out = child.stdout.take().expect("stdout piped");
+    let mut out: Box<dyn Read + Send> = match child.stdout.take() {
+        Some(s) => Box::new(s),
+        None => Box::new(std::io::empty()),
+    };
     let mut err = child.stderr.take().expect("stderr piped");
     let t_out = std::thread::spawn(move || {
         let mut s = String::new();
@@ -109,7 +113,8 @@ pub fn run(args: &[&str]) -> Run {
     wait_with_timeout(child, BOOT_TIMEOUT)
 }
 
-/// Boots `kernel` with the given vCPU count, seccomp mode and extra guest parameters.
+/// Boots `kernel` with the given vCPU count, seccomp mode and extra guest parameters, and
+/// no virtio device (`--rng off`), so the guest sees exactly this command line.
 pub fn boot(kernel: &str, cpus: u8, seccomp: &str, extra_cmdline: &str) -> Run {
     let cmdline = format!("console=ttyS0 reboot=k tiny.cpus={cpus} {extra_cmdline}");
     let cpus = cpus.to_string();
@@ -120,6 +125,8 @@ pub fn boot(kernel: &str, cpus: u8, seccomp: &str, extra_cmdline: &str) -> Run {
         &cpus,
         "--seccomp",
         seccomp,
+        "--rng",
+        "off",
         "--cmdline",
         cmdline.trim(),
     ])

@@ -14,6 +14,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRe
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
+use crate::device_manager::{self, AttachedDevice};
 use crate::error::{Error, Result};
 use crate::kernel::{self, LoadedKernel};
 use crate::vcpu::{Vcpu, VmControl};
@@ -40,15 +41,22 @@ pub struct Vm {
     pub ctl: Arc<VmControl>,
     /// Where the kernel went.
     pub kernel: LoadedKernel,
+    /// virtio devices on the MMIO bus, each to get its own thread.
+    pub virtio: Vec<AttachedDevice>,
 }
 
 /// Opens /dev/kvm with a plain-words error for the usual failures.
-pub fn open_kvm() -> Result<Kvm> {
-    let kvm = Kvm::new().map_err(|e| match e.errno() {
+pub fn open_kvm_device() -> Result<Kvm> {
+    Kvm::new().map_err(|e| match e.errno() {
         libc::ENOENT => Error::KvmMissing,
         libc::EACCES | libc::EPERM => Error::KvmPermission,
         _ => Error::KvmOpen(e),
-    })?;
+    })
+}
+
+/// Opens /dev/kvm and checks the API version and every capability microvm needs.
+pub fn open_kvm() -> Result<Kvm> {
+    let kvm = open_kvm_device()?;
     let version = kvm.get_api_version();
     if version != kvm_bindings::KVM_API_VERSION as i32 {
         return Err(Error::MissingCapability(if version < 12 {
@@ -97,6 +105,7 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         Some(path) => Some((path, kernel::open_initramfs(path)?)),
         None => None,
     };
+    let virtio = device_manager::open_devices(cfg)?;
     let kvm = open_kvm()?;
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     vm.set_tss_address(KVM_TSS_ADDRESS)
@@ -110,8 +119,10 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         ..Default::default()
     };
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+    crate::timings::mark(crate::timings::Phase::KvmSetup);
 
     let mem = create_memory(&vm, cfg.memory_mib)?;
+    crate::timings::mark(crate::timings::Phase::Memory);
     let mem_size = cfg.memory_mib << 20;
     let ram_end = arch::memory::low_ram_end(mem_size);
 
@@ -120,25 +131,44 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         Some((path, file)) => Some(kernel::load_initramfs(&mem, path, file, &kernel, mem_size)?),
         None => None,
     };
-    let cmdline_len = kernel::load_cmdline(&mem, &cfg.cmdline, &kernel)?;
-    let params = arch::BootParamsConfig {
-        setup_header: kernel.setup_header,
-        cmdline_addr: GuestAddress(arch::layout::CMDLINE_START),
-        cmdline_len,
-        initrd: initrd.map(|(addr, size)| arch::InitrdConfig {
-            addr: GuestAddress(addr),
-            size,
-        }),
-        mem_size,
-    };
-    let boot_params = arch::build_boot_params(&params)?;
-    arch::write_boot_params(&mem, &boot_params)?;
+    // The guest finds its virtio devices only through these command-line entries.
+    let cmdline = device_manager::cmdline_with_devices(&cfg.cmdline, virtio.len());
+    let cmdline_len = kernel::load_cmdline(&mem, &cmdline, &kernel)?;
+    let initrd = initrd.map(|(addr, size)| arch::InitrdConfig {
+        addr: GuestAddress(addr),
+        size,
+    });
+    let entry = kernel.entry_for(cfg.boot, &cfg.kernel.describe())?;
+    match cfg.boot {
+        crate::config::BootProtocol::Linux => {
+            let params = arch::BootParamsConfig {
+                setup_header: kernel.setup_header,
+                cmdline_addr: GuestAddress(arch::layout::CMDLINE_START),
+                cmdline_len,
+                initrd,
+                mem_size,
+            };
+            let boot_params = arch::build_boot_params(&params)?;
+            arch::write_boot_params(&mem, &boot_params)?;
+        }
+        crate::config::BootProtocol::Pvh => {
+            let params = arch::pvh::PvhConfig {
+                mem_size,
+                cmdline_addr: GuestAddress(arch::layout::CMDLINE_START),
+                initrd,
+            };
+            arch::pvh::write_start_info(&mem, &params)?;
+        }
+    }
     arch::setup_mptable(&mem, cfg.cpus)?;
+    crate::timings::mark(crate::timings::Phase::KernelLoad);
 
     let ctl = Arc::new(VmControl::new()?);
     let (pio, serial, reset_evt) = legacy_devices(&vm)?;
     let pio = Arc::new(pio);
-    let mmio = Arc::new(Bus::new());
+    let mut mmio = Bus::new();
+    let virtio = device_manager::attach(&vm, &mem, &mut mmio, virtio)?;
+    let mmio = Arc::new(mmio);
 
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -165,8 +195,13 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         // Only the BSP starts at the kernel entry; APs wait in KVM for INIT/SIPI from
         // the guest, as on real hardware.
         if index == 0 {
-            arch::setup_long_mode(&mem, &fd)?;
-            arch::setup_regs(&fd, kernel.entry, arch::layout::ZERO_PAGE_START)?;
+            match cfg.boot {
+                crate::config::BootProtocol::Linux => {
+                    arch::setup_long_mode(&mem, &fd)?;
+                    arch::setup_regs(&fd, entry, arch::layout::ZERO_PAGE_START)?;
+                }
+                crate::config::BootProtocol::Pvh => arch::pvh::setup_pvh_entry(&mem, &fd, entry)?,
+            }
         }
         vcpus.push(Vcpu {
             index,
@@ -184,6 +219,7 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         reset_evt,
         ctl,
         kernel,
+        virtio,
     })
 }
 

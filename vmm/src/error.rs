@@ -79,6 +79,22 @@ pub enum Error {
     /// A device could not be set up.
     #[error("device set-up: {0}")]
     Device(String),
+    /// A `--disk` file cannot be used.
+    #[error("disk {path}: {reason}", path = .path.display())]
+    Disk {
+        /// The image path.
+        path: PathBuf,
+        /// What is wrong (open error, size).
+        reason: String,
+    },
+    /// A `--net` TAP cannot be opened.
+    #[error("net device on TAP {tap}: {reason}")]
+    Net {
+        /// The TAP name.
+        tap: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A thread could not be spawned.
     #[error("cannot spawn thread {name}: {source}")]
     Spawn {
@@ -87,6 +103,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The process's own sandbox check failed.
+    #[error("sandbox check: {0}")]
+    Sandbox(String),
     /// The event loop of the main thread failed.
     #[error("event loop: {0}")]
     EventLoop(String),

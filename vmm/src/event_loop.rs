@@ -19,25 +19,38 @@ use crate::vcpu::VmControl;
 /// handler ever runs on a filtered thread.
 pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Blocks [`STOP_SIGNALS`] on the calling thread (and every thread it spawns later) and
-/// returns a signalfd that reports them.
-pub fn block_stop_signals() -> Result<OwnedFd> {
+/// Process-directed signals that must never run a handler on a filtered thread: the stop
+/// signals, and SIGWINCH (terminal resizes; Cloud Hypervisor once died of one delivered to
+/// a thread whose filter did not allow the handler's system calls). They are blocked on
+/// every thread; SIGWINCH then simply stays pending.
+pub const BLOCKED_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGWINCH];
+
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t.
     unsafe { libc::sigemptyset(&mut set) };
-    for sig in STOP_SIGNALS {
+    for &sig in signals {
         // SAFETY: `set` is valid and `sig` a valid signal number.
         unsafe { libc::sigaddset(&mut set, sig) };
     }
+    set
+}
+
+/// Blocks [`BLOCKED_SIGNALS`] on the calling thread (and every thread it spawns later) and
+/// returns a signalfd that reports the [`STOP_SIGNALS`].
+pub fn block_stop_signals() -> Result<OwnedFd> {
+    let blocked = sigset(&BLOCKED_SIGNALS);
     // SAFETY: valid set pointer; the old mask is not needed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(Error::Host {
-            what: "blocking SIGINT/SIGTERM/SIGHUP",
+            what: "blocking SIGINT/SIGTERM/SIGHUP/SIGWINCH",
             source: std::io::Error::from_raw_os_error(rc),
         });
     }
+    let set = sigset(&STOP_SIGNALS);
     // SAFETY: valid set pointer; -1 asks for a new signalfd.
     let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
     if fd < 0 {

@@ -11,7 +11,7 @@ use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{self, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::config::KernelSource;
+use crate::config::{BootProtocol, KernelSource};
 use crate::error::{Error, Result};
 
 /// Offset of the setup header in a bzImage.
@@ -44,6 +44,29 @@ pub struct LoadedKernel {
     pub end: u64,
     /// The bzImage setup header, to be copied into boot_params.
     pub setup_header: Option<setup_header>,
+    /// The 32-bit Xen PVH entry of an ELF with a `XEN_ELFNOTE_PHYS32_ENTRY` note.
+    pub pvh_entry: Option<u64>,
+}
+
+impl LoadedKernel {
+    /// Where the boot vCPU starts for `boot`: the 64-bit entry, or the PVH entry (an error
+    /// naming the reason when the image has none).
+    pub fn entry_for(&self, boot: BootProtocol, name: &str) -> Result<u64> {
+        match boot {
+            BootProtocol::Linux => Ok(self.entry),
+            BootProtocol::Pvh => self.pvh_entry.ok_or_else(|| Error::KernelInvalid {
+                path: name.to_string(),
+                reason: match self.format {
+                    KernelFormat::BzImage => {
+                        "--boot pvh needs an ELF vmlinux with a PVH note; this is a bzImage".into()
+                    }
+                    KernelFormat::Elf => {
+                        "--boot pvh: this ELF has no XEN_ELFNOTE_PHYS32_ENTRY (PVH) note".into()
+                    }
+                },
+            }),
+        }
+    }
 }
 
 /// Opens the kernel image: the file, or a memfd holding the built-in image.
@@ -120,11 +143,16 @@ pub fn load_kernel(
                 ram_end >> 20
             ))
         })?;
+        let pvh_entry = match result.pvh_boot_cap {
+            loader::elf::PvhBootCapability::PvhEntryPresent(addr) => Some(addr.0),
+            _ => None,
+        };
         return Ok(LoadedKernel {
             format: KernelFormat::Elf,
             entry: result.kernel_load.0,
             end: result.kernel_end,
             setup_header: None,
+            pvh_entry,
         });
     }
 
@@ -145,6 +173,7 @@ pub fn load_kernel(
         entry: result.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
         end: result.kernel_end.max(init_end),
         setup_header: result.setup_header,
+        pvh_entry: None,
     })
 }
 
@@ -273,4 +302,92 @@ pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, kernel: &LoadedKernel)
     linux_loader::loader::load_cmdline(mem, GuestAddress(arch::layout::CMDLINE_START), &cl)
         .map_err(|e| Error::Cmdline(e.to_string()))?;
     Ok(cmdline.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header as a 64-bit-capable bzImage of `payload` bytes would carry.
+    fn header(payload: u32) -> setup_header {
+        setup_header {
+            header: HDRS_MAGIC,
+            version: 0x020f,
+            xloadflags: XLF_KERNEL_64,
+            loadflags: 1,
+            setup_sects: 1,
+            syssize: payload / 16,
+            init_size: payload,
+            cmdline_size: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_good_header_passes() {
+        assert_eq!(
+            check_bzimage(&header(0x4000), 1024 + 0x4000, 128 << 20),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn header_refusals_say_why() {
+        let e = |h: setup_header, size: u64, ram: u64| check_bzimage(&h, size, ram).unwrap_err();
+        assert!(e(setup_header::default(), 1 << 20, 128 << 20).contains("not a kernel"));
+        let old = setup_header {
+            version: 0x020b,
+            ..header(0x4000)
+        };
+        assert!(e(old, 1 << 20, 128 << 20).contains("no 64-bit entry point"));
+        let no64 = setup_header {
+            xloadflags: 0,
+            ..header(0x4000)
+        };
+        assert!(e(no64, 1 << 20, 128 << 20).contains("XLF_KERNEL_64 not set"));
+        let low = setup_header {
+            loadflags: 0,
+            ..header(0x4000)
+        };
+        assert!(e(low, 1 << 20, 128 << 20).contains("LOADED_HIGH"));
+        // setup (2 sectors) + payload must be in the file.
+        assert!(e(header(0x4000), 1024 + 0x3ff0, 128 << 20).contains("truncated bzImage"));
+        // init_size decides the RAM need: 1 MiB + 8 MiB does not fit in 8 MiB.
+        let big = setup_header {
+            init_size: 8 << 20,
+            ..header(0x4000)
+        };
+        assert!(e(big, 1024 + 0x4000, 8 << 20).contains("guest RAM is too small"));
+    }
+
+    fn loaded(cmdline_size: Option<u32>) -> LoadedKernel {
+        LoadedKernel {
+            format: KernelFormat::BzImage,
+            entry: 0x100200,
+            end: 0x200000,
+            setup_header: cmdline_size.map(|n| setup_header {
+                cmdline_size: n,
+                ..header(0x1000)
+            }),
+            pvh_entry: None,
+        }
+    }
+
+    #[test]
+    fn the_command_line_honours_the_kernels_cmdline_size() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let ok = "a".repeat(100);
+        assert_eq!(load_cmdline(&mem, &ok, &loaded(Some(100))).unwrap(), 100);
+        let mut back = vec![0u8; 101];
+        mem.read_slice(&mut back, GuestAddress(arch::layout::CMDLINE_START))
+            .unwrap();
+        assert_eq!(&back[..100], ok.as_bytes());
+        assert_eq!(back[100], 0, "NUL-terminated");
+        let err = load_cmdline(&mem, &"a".repeat(101), &loaded(Some(100))).unwrap_err();
+        assert!(err.to_string().contains("at most 100"), "{err}");
+        // ELF kernels have no header: microvm's own limit applies.
+        let max = arch::layout::CMDLINE_MAX_SIZE - 1;
+        assert!(load_cmdline(&mem, &"a".repeat(max), &loaded(None)).is_ok());
+        assert!(load_cmdline(&mem, &"a".repeat(max + 1), &loaded(None)).is_err());
+    }
 }

@@ -3,18 +3,24 @@
 //! Threads (see docs/architecture.md):
 //! - the calling thread, renamed `vmm`, builds everything, spawns the vCPU threads,
 //!   installs its own seccomp filter last and then waits in [`event_loop`];
-//! - one `vcpu<N>` thread per vCPU runs the KVM_RUN loop in [`vcpu`], under its own filter.
+//! - one `vcpu<N>` thread per vCPU runs the KVM_RUN loop in [`vcpu`], under its own filter;
+//! - one `virtio-<kind><N>` thread per virtio device serves its queues ([`device_manager`]),
+//!   under its own filter.
 //!
 //! Where to look: [`builder`] (VM set-up), [`vcpu`] (run loop and exit dispatch),
 //! [`kernel`] (image loading), [`event_loop`] (main thread), [`exit`] (exit codes).
 
 pub mod builder;
 pub mod config;
+pub mod device_manager;
 pub mod error;
 pub mod event_loop;
 pub mod exit;
+pub mod host_check;
 pub mod kernel;
+pub mod sandbox_check;
 pub mod terminal;
+pub mod timings;
 pub mod vcpu;
 
 use std::os::fd::AsRawFd;
@@ -25,7 +31,9 @@ use std::time::{Duration, Instant};
 use seccomp::{FilterContext, ThreadKind};
 use std::os::unix::thread::JoinHandleExt;
 
-pub use config::{KernelSource, VmConfig, DEFAULT_CMDLINE, MAX_VCPUS};
+pub use config::{
+    BootProtocol, DiskConfig, KernelSource, NetConfig, VmConfig, DEFAULT_CMDLINE, MAX_VCPUS,
+};
 pub use error::{Error, Result};
 pub use exit::VmExit;
 pub use seccomp;
@@ -73,27 +81,53 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     let ctl = vm.ctl.clone();
     let start = Arc::new(Barrier::new(vm.vcpus.len() + 1));
     let _terminal = terminal::RawTerminal::enter();
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("MICROVM_TEST_STACK_FILTER").is_some() {
+        // Test only: an allow-all filter on the main thread before it spawns, which every
+        // thread then inherits under its own; the sandbox check must refuse to run.
+        let allow_all = seccomp::BpfProgram::from([seccompiler_allow_all()]);
+        seccomp::install(&allow_all)?;
+    }
     let mut handles = Vec::with_capacity(vm.vcpus.len());
     for v in vm.vcpus {
         let ctx = FilterContext {
             vcpu_fd: Some(v.fd.as_raw_fd()),
+            ..Default::default()
         };
         let filter = seccomp::compile(ThreadKind::Vcpu, cfg.seccomp, &ctx)?;
         handles.push(vcpu::spawn(v, filter, start.clone(), ctl.clone())?);
     }
 
+    // Device threads, also spawned by this (still unfiltered) thread, never by a vCPU.
+    let mut device_threads = Vec::with_capacity(vm.virtio.len());
+    for dev in vm.virtio {
+        let filter = seccomp::compile(dev.kind(), cfg.seccomp, dev.filter_context())?;
+        device_threads.push(device_manager::spawn(dev, filter)?);
+    }
+
+    #[cfg(feature = "test-hooks")]
+    vcpu::test_hook::set_wake_fd(ctl.exit_evt.as_raw_fd());
     let events = event_loop::VmmEvents::new(ctl.clone(), vm.reset_evt, signals, vm.serial, true);
     let event_loop = event_loop::EventLoop::new(events)?;
 
     // INVARIANT: every thread has been spawned. The main thread's filter goes on last so
     // that no thread inherits it (filters stack), and before the guest runs.
     if let Some(filter) = vmm_filter {
+        // Every other thread must carry exactly its own filter, and so must this one once
+        // it is installed; otherwise the guest does not run.
+        sandbox_check::check_other_threads()?;
+        let own = sandbox_check::OwnStatus::open()?;
         seccomp::install(&filter)?;
+        own.check()?;
     }
+    timings::mark(timings::Phase::VcpusStarted);
+    timings::mark_cpu();
     start.wait();
 
     let result = event_loop.run();
+    timings::mark(timings::Phase::GuestExit);
     stop_vcpus(&ctl, handles);
+    device_manager::stop(device_threads);
     result
 }
 
@@ -128,5 +162,16 @@ fn stop_vcpus(ctl: &vcpu::VmControl, handles: Vec<vcpu::VcpuHandle>) {
                 VCPU_STOP_TIMEOUT
             );
         }
+    }
+}
+
+/// A one-instruction BPF program: SECCOMP_RET_ALLOW (test hook only).
+#[cfg(feature = "test-hooks")]
+fn seccompiler_allow_all() -> seccomp::SockFilter {
+    seccomp::SockFilter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000, // SECCOMP_RET_ALLOW
     }
 }

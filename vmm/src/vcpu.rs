@@ -53,8 +53,11 @@ impl VmControl {
         }
     }
 
-    /// The recorded reason, if any.
+    /// The recorded reason, if any. The `vmm` thread polls it after every event, which is
+    /// also where the test hook (feature `test-hooks`) runs its vmm-side request.
     pub fn exit_reason(&self) -> Option<VmExit> {
+        #[cfg(feature = "test-hooks")]
+        test_hook::on_vmm_wakeup();
         self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -99,6 +102,7 @@ impl Vcpu {
     /// on its own (None when it was asked to stop).
     fn run(&mut self, ctl: &VmControl) -> Option<VmExit> {
         KVM_RUN_PTR.with(|p| p.set(self.fd.get_kvm_run() as *mut kvm_run));
+        crate::timings::mark(crate::timings::Phase::FirstKvmRun);
         let reason = loop {
             if ctl.stop.load(Ordering::Acquire) {
                 break None;
@@ -186,6 +190,16 @@ impl Vcpu {
 /// (an empty bus) and are logged at debug level.
 fn handle_exit(index: u8, pio: &Bus, mmio: &Bus, exit: VcpuExit) -> Next {
     match exit {
+        #[cfg(feature = "test-hooks")]
+        VcpuExit::IoIn(test_hook::PORT, data) => {
+            data.fill(test_hook::status());
+            Next::Continue
+        }
+        #[cfg(feature = "test-hooks")]
+        VcpuExit::IoOut(test_hook::PORT, data) => {
+            test_hook::request(index, data);
+            Next::Continue
+        }
         VcpuExit::IoIn(port, data) => {
             if !pio.read(u64::from(port), data) {
                 data.fill(0xff);
@@ -281,4 +295,63 @@ pub fn spawn(
         thread,
         finished,
     })
+}
+
+/// Test-only hook device on port 0x510 (cargo feature `test-hooks`): the tiny guest's
+/// `seccomp-hook` scenario makes a chosen thread attempt a forbidden system call
+/// (`getppid`), so the tests can check what each `--seccomp` mode does end to end.
+#[cfg(feature = "test-hooks")]
+pub mod test_hook {
+    use std::os::fd::RawFd;
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+
+    /// The port.
+    pub const PORT: u16 = 0x510;
+    /// Guest writes this: the writing vCPU thread makes the call itself.
+    const SELF: u8 = 1;
+    /// Guest writes this: the vmm thread makes the call when it next wakes up.
+    const VMM: u8 = 2;
+
+    static VMM_PENDING: AtomicBool = AtomicBool::new(false);
+    static VMM_DONE: AtomicU8 = AtomicU8::new(0);
+    static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+    /// The eventfd that wakes the vmm thread (its exit eventfd).
+    pub fn set_wake_fd(fd: RawFd) {
+        WAKE_FD.store(fd, Ordering::Release);
+    }
+
+    /// What the guest reads: 1 once the vmm thread made its call, else 0.
+    pub(crate) fn status() -> u8 {
+        VMM_DONE.load(Ordering::Acquire)
+    }
+
+    /// A guest write on vCPU `index`.
+    pub(crate) fn request(index: u8, data: &[u8]) {
+        match data.first().copied() {
+            Some(SELF) => forbidden_call(&format!("vcpu{index}")),
+            Some(VMM) => {
+                VMM_PENDING.store(true, Ordering::Release);
+                let fd = WAKE_FD.load(Ordering::Acquire);
+                // SAFETY: writes 8 bytes from a local u64 to the exit eventfd (or fails on -1).
+                unsafe { libc::write(fd, (&1u64 as *const u64).cast(), 8) };
+            }
+            other => log::warn!("test hook: unknown request {other:?}"),
+        }
+    }
+
+    /// Runs a pending vmm-side request; called on the vmm thread.
+    pub(crate) fn on_vmm_wakeup() {
+        if VMM_PENDING.swap(false, Ordering::AcqRel) {
+            forbidden_call("vmm");
+            VMM_DONE.store(1, Ordering::Release);
+        }
+    }
+
+    fn forbidden_call(thread: &str) {
+        log::info!("test hook: {thread} calls getppid, which no filter allows");
+        // SAFETY: getppid has no arguments and no side effects.
+        let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
+        log::info!("test hook: getppid returned {ppid} on {thread}");
+    }
 }

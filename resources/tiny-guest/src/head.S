@@ -10,6 +10,12 @@
  *
  * startup_64 runs with RSI = &boot_params, interrupts off, paging on with
  * an identity map and flat segments; there is no stack, so set one up.
+ *
+ * pvh_start32 (between kernel_info and startup_64) is the Xen PVH entry,
+ * announced by the XEN_ELFNOTE_PHYS32_ENTRY note below: 32-bit protected
+ * mode, paging off, flat segments, EBX = &struct hvm_start_info. It enters
+ * long mode with the static 1 GiB identity map in .data and joins the
+ * 64-bit path, where pvh.c turns hvm_start_info into a boot_params view.
  */
 #include "layout.h"
 
@@ -51,6 +57,36 @@ kernel_info:
 	.long	0			/* setup_type_max: we read no setup_data */
 kernel_info_end:
 
+	/*
+	 * Xen PVH entry (32-bit code before STARTUP_64_OFFSET, so that the
+	 * forbidden-instruction check, which reads everything from
+	 * startup_64 on as 64-bit code, does not misdecode it).
+	 */
+	.code32
+	.globl	pvh_start32
+pvh_start32:
+	cli
+	cld
+	movl	%ebx, %esi		/* hvm_start_info, kept in esi */
+	lgdt	gdt_desc		/* limit + low 32 bits of the base */
+	movl	$GDT_DATA, %eax
+	movl	%eax, %ds
+	movl	%eax, %es
+	movl	%eax, %ss
+	movl	%cr4, %eax
+	orl	$X86_CR4_PAE, %eax
+	movl	%eax, %cr4
+	movl	$pvh_pml4, %eax
+	movl	%eax, %cr3
+	movl	$MSR_EFER, %ecx
+	rdmsr
+	orl	$EFER_LME, %eax
+	wrmsr
+	movl	%cr0, %eax
+	orl	$(X86_CR0_PG | X86_CR0_PE), %eax
+	movl	%eax, %cr0		/* long mode is active now */
+	ljmpl	$GDT_CODE64, $pvh_start64
+
 	.org	STARTUP_64_OFFSET
 	.code64
 	.globl	startup_64
@@ -59,6 +95,8 @@ startup_64:
 	cld
 	leaq	bsp_stack_top(%rip), %rsp
 	movq	%rsi, %r12		/* boot_params, kept across bss clearing */
+	xorl	%r13d, %r13d		/* not a PVH boot */
+startup_common:
 
 	/* Zero .bss (page tables, counters); the stacks need no clearing. */
 	leaq	__bss_start(%rip), %rdi
@@ -83,8 +121,19 @@ startup_64:
 	movl	%eax, %gs
 
 	movq	%r12, %rdi
-	call	tiny_main
+	testl	%r13d, %r13d
+	jz	1f
+	call	pvh_boot_params		/* hvm_start_info -> boot_params view */
+	movq	%rax, %rdi
+1:	call	tiny_main
 	jmp	halt_forever
+
+/* 64-bit continuation of pvh_start32: RSI = hvm_start_info (32-bit). */
+pvh_start64:
+	leaq	bsp_stack_top(%rip), %rsp
+	movl	%esi, %r12d		/* zero-extends */
+	movl	$1, %r13d		/* a PVH boot */
+	jmp	startup_common
 
 /*
  * 64-bit entry of the application processors, jumped to by the trampoline
@@ -198,6 +247,39 @@ gdt_desc:
 	.balign	4
 ap_next_index:
 	.long	1			/* the BSP is cpu 0 */
+
+/*
+ * Identity map of the first 1 GiB (2 MiB pages) for the PVH entry, which
+ * starts with paging off. In .data, not .bss: startup_common clears .bss
+ * while these tables are live. paging_init() replaces them.
+ */
+	.balign	4096
+pvh_pml4:
+	.quad	pvh_pdpt + 0x3		/* present, writable */
+	.fill	511, 8, 0
+pvh_pdpt:
+	.quad	pvh_pd + 0x3
+	.fill	511, 8, 0
+pvh_pd:
+	.set	pvh_i, 0
+	.rept	512
+	.quad	(pvh_i << 21) | 0x83	/* present, writable, 2 MiB */
+	.set	pvh_i, pvh_i + 1
+	.endr
+
+/*
+ * XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point. The descriptor is
+ * 8 bytes like Linux's (QEMU reads a 64-bit value, linux-loader the low
+ * 32 bits); 4-byte alignment keeps the name padding what readers expect.
+ */
+	.pushsection .note.Xen, "a", @note
+	.balign	4
+	.long	4			/* namesz: "Xen\0" */
+	.long	8			/* descsz */
+	.long	18			/* XEN_ELFNOTE_PHYS32_ENTRY */
+	.asciz	"Xen"
+	.quad	pvh_start32
+	.popsection
 
 /* Stacks are not zeroed, so they live in a NOLOAD section after .bss. */
 	.section .stack, "aw", @nobits

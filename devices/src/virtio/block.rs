@@ -1,0 +1,224 @@
+//! virtio-blk (device ID 2) on a raw image file: IN, OUT, FLUSH, GET_ID.
+//!
+//! Every request is checked before the host file is touched: the chain shape (header
+//! device-readable, data in the right direction, a 1-byte device-writable status last), the
+//! buffers inside guest RAM, and the sector range inside the file. The file never grows.
+//! A read-only disk is opened O_RDONLY and refuses OUT with IOERR.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use virtio_bindings::virtio_blk::*;
+use virtio_queue::Queue;
+use vm_memory::{Address, Bytes, GuestAddress};
+
+use super::queue::{self, ChainError, Desc};
+use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1};
+
+/// Sector size of the virtio-blk protocol.
+pub const SECTOR_SIZE: u64 = 512;
+/// seg_max in config space: most data descriptors per request.
+pub const SEG_MAX: u32 = 254;
+/// Bytes copied between the file and guest memory per step.
+const CHUNK: usize = 64 * 1024;
+/// Request header: type, reserved, sector.
+const HEADER_LEN: u32 = 16;
+
+/// A virtio block device backed by an open image file.
+pub struct Block {
+    file: File,
+    read_only: bool,
+    capacity: u64,
+    id: [u8; VIRTIO_BLK_ID_BYTES as usize],
+    buf: Vec<u8>,
+}
+
+impl Block {
+    /// Disk number `index` on `file` (opened read-only when `read_only`), whose size is
+    /// `size` bytes (a multiple of 512).
+    pub fn new(index: usize, file: File, size: u64, read_only: bool) -> Self {
+        let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+        let name = format!("microvm-blk{index}");
+        let n = name.len().min(id.len());
+        id[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Block {
+            file,
+            read_only,
+            capacity: size / SECTOR_SIZE,
+            id,
+            buf: vec![0; CHUNK],
+        }
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Serves one request; returns (status to write, bytes written to guest buffers), or
+    /// `Err(reason)` when no status byte can be written at all.
+    fn handle(&mut self, mem: &Mem, descs: &[Desc]) -> Result<(u8, u32), &'static str> {
+        let (status, rest) = descs.split_last().ok_or("empty chain")?;
+        if !status.writable || status.len < 1 {
+            return Err("last descriptor is not a device-writable status byte");
+        }
+        let result = self.execute(mem, rest);
+        let (code, written) = match result {
+            Ok(written) => (VIRTIO_BLK_S_OK as u8, written),
+            Err(code) => (code, 0),
+        };
+        if mem.write_obj(code, status.addr).is_err() {
+            return Err("status byte outside RAM");
+        }
+        Ok((code, written.saturating_add(1)))
+    }
+
+    /// Executes the request described by header + data; Ok(bytes written to the guest).
+    fn execute(&mut self, mem: &Mem, descs: &[Desc]) -> Result<u32, u8> {
+        const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+        let (header, data) = descs.split_first().ok_or(IOERR)?;
+        if header.writable || header.len < HEADER_LEN {
+            return Err(IOERR);
+        }
+        let kind: u32 = mem.read_obj(header.addr).map_err(|_| IOERR)?;
+        let sector: u64 = mem
+            .read_obj(header.addr.checked_add(8).ok_or(IOERR)?)
+            .map_err(|_| IOERR)?;
+        if data.len() > SEG_MAX as usize || !data.iter().all(|d| d.in_ram(mem)) {
+            return Err(IOERR);
+        }
+        let total: u64 = data.iter().map(|d| u64::from(d.len)).sum();
+        match kind {
+            VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
+                let writing = kind == VIRTIO_BLK_T_OUT;
+                // IN fills device-writable buffers; OUT reads device-readable ones.
+                if data.iter().any(|d| d.writable == writing) || (writing && self.read_only) {
+                    return Err(IOERR);
+                }
+                let start = sector.checked_mul(SECTOR_SIZE).ok_or(IOERR)?;
+                let end = start.checked_add(total).ok_or(IOERR)?;
+                if end > self.capacity * SECTOR_SIZE {
+                    return Err(IOERR);
+                }
+                let mut offset = start;
+                for d in data {
+                    self.transfer(mem, d, offset, writing).map_err(|_| IOERR)?;
+                    offset += u64::from(d.len);
+                }
+                Ok(if writing { 0 } else { total as u32 })
+            }
+            VIRTIO_BLK_T_FLUSH => {
+                if !self.read_only {
+                    self.file.sync_data().map_err(|_| IOERR)?;
+                }
+                Ok(0)
+            }
+            VIRTIO_BLK_T_GET_ID => {
+                let d = data.first().filter(|d| d.writable).ok_or(IOERR)?;
+                let n = (d.len as usize).min(self.id.len());
+                mem.write_slice(&self.id[..n], d.addr).map_err(|_| IOERR)?;
+                Ok(n as u32)
+            }
+            _ => Err(VIRTIO_BLK_S_UNSUPP as u8),
+        }
+    }
+
+    /// Copies one buffer between guest memory and the file at `offset`, in bounded chunks.
+    /// The caller checked the buffer is in RAM and the range inside the file.
+    fn transfer(&mut self, mem: &Mem, d: &Desc, offset: u64, to_file: bool) -> std::io::Result<()> {
+        let mut done = 0usize;
+        let len = d.len as usize;
+        while done < len {
+            let n = (len - done).min(self.buf.len());
+            let chunk = &mut self.buf[..n];
+            let addr = GuestAddress(d.addr.0 + done as u64);
+            let at = offset + done as u64;
+            if to_file {
+                mem.read_slice(chunk, addr).map_err(std::io::Error::other)?;
+                self.file.write_all_at(chunk, at)?;
+            } else {
+                self.file.read_exact_at(chunk, at)?;
+                mem.write_slice(chunk, addr)
+                    .map_err(std::io::Error::other)?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = FEATURE_VERSION_1
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE
+            | 1 << VIRTIO_BLK_F_FLUSH;
+        if self.read_only {
+            f |= 1 << VIRTIO_BLK_F_RO;
+        }
+        f
+    }
+
+    fn num_queues(&self) -> usize {
+        1
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let mut cfg = [0u8; 24];
+        cfg[0..8].copy_from_slice(&self.capacity.to_le_bytes());
+        cfg[8..12].copy_from_slice(&(CHUNK as u32).to_le_bytes());
+        cfg[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        cfg[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        read_config_bytes(&cfg, offset, data);
+    }
+
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &Mem,
+        log: &mut RateLimitedLog,
+    ) -> Result<bool, QueueError> {
+        let Some(q) = queues.get_mut(index) else {
+            return Ok(false);
+        };
+        let mut used = false;
+        while let Some(req) = queue::pop(q, mem)? {
+            let len = match req.descs {
+                Err(e @ ChainError::Loop) | Err(e) => {
+                    log.warn(format_args!(
+                        "request {}: {e}: completed without status",
+                        req.head
+                    ));
+                    0
+                }
+                Ok(descs) => match self.handle(mem, &descs) {
+                    Ok((status, written)) => {
+                        if status != VIRTIO_BLK_S_OK as u8 {
+                            log.warn(format_args!("request {}: status {status}", req.head));
+                        }
+                        written
+                    }
+                    Err(why) => {
+                        log.warn(format_args!(
+                            "request {}: {why}: completed without status",
+                            req.head
+                        ));
+                        0
+                    }
+                },
+            };
+            queue::complete(q, mem, req.head, len)?;
+            used = true;
+        }
+        Ok(used)
+    }
+}
+
+#[cfg(test)]
+#[path = "block_tests.rs"]
+mod tests;

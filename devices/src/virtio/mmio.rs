@@ -1,0 +1,432 @@
+//! The virtio-mmio transport, version 2 (virtio 1.x register layout), one 4 KiB window per
+//! device.
+//!
+//! Register accesses come from vCPU threads through the MMIO bus. Queue notifications do
+//! not: KVM_IOEVENTFD turns a QueueNotify write into an eventfd the device thread polls,
+//! which then calls [`MmioTransport::notify`]. Both hold this transport's lock.
+
+use std::os::fd::RawFd;
+
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK,
+    VIRTIO_CONFIG_S_NEEDS_RESET,
+};
+use virtio_bindings::virtio_mmio::*;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1, QUEUE_MAX_SIZE};
+use crate::BusDevice;
+
+/// MagicValue: "virt".
+const MAGIC: u32 = 0x7472_6976;
+/// Transport version 2: virtio 1.x ("modern").
+const MMIO_VERSION: u32 = 2;
+
+/// Eventfds connecting the transport to KVM and to the device thread.
+pub struct TransportFds {
+    /// Interrupt line (registered with KVM_IRQFD).
+    pub irq: EventFd,
+    /// Written on DRIVER_OK and on reset: the device thread re-reads the state.
+    pub state_changed: EventFd,
+    /// One per queue (the KVM_IOEVENTFD ones); a QueueNotify that traps anyway is
+    /// forwarded to them.
+    pub notify: Vec<EventFd>,
+}
+
+/// What the driver wrote to the layout registers of one queue; checked and handed to
+/// the `Queue` only when it sets QueueReady (so a bad value is refused there, H6).
+#[derive(Clone, Copy, Debug, Default)]
+struct QueueRegs {
+    size: u32,
+    desc: u64,
+    avail: u64,
+    used: u64,
+}
+
+impl QueueRegs {
+    fn new() -> Self {
+        QueueRegs {
+            size: u32::from(QUEUE_MAX_SIZE),
+            ..Default::default()
+        }
+    }
+}
+
+/// A virtio device behind its mmio register window.
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: Mem,
+    queues: Vec<Queue>,
+    regs: Vec<QueueRegs>,
+    /// Queues stopped after H8 until the driver resets the device.
+    broken: Vec<bool>,
+    fds: TransportFds,
+    log: RateLimitedLog,
+    queue_sel: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    status: u32,
+    interrupt_status: u32,
+    config_generation: u32,
+}
+
+impl MmioTransport {
+    /// Wraps `device`; `name` (e.g. `virtio-blk0`) prefixes its log lines.
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: Mem,
+        fds: TransportFds,
+        name: &str,
+    ) -> Result<Self, virtio_queue::Error> {
+        let queues = (0..device.num_queues())
+            .map(|_| Queue::new(QUEUE_MAX_SIZE))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MmioTransport {
+            broken: vec![false; queues.len()],
+            regs: vec![QueueRegs::new(); queues.len()],
+            queues,
+            device,
+            mem,
+            fds,
+            log: RateLimitedLog::new(name),
+            queue_sel: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            status: 0,
+            interrupt_status: 0,
+            config_generation: 0,
+        })
+    }
+
+    /// The Status register.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// The InterruptStatus register.
+    pub fn interrupt_status(&self) -> u32 {
+        self.interrupt_status
+    }
+
+    /// True once the driver set DRIVER_OK (and until it resets the device).
+    pub fn driver_ok(&self) -> bool {
+        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0
+    }
+
+    /// The device's host fd (TAP) to poll now, if any.
+    pub fn wanted_host_fd(&self) -> Option<RawFd> {
+        let live = self.driver_ok() && self.status & VIRTIO_CONFIG_S_NEEDS_RESET == 0;
+        self.device
+            .host_fd()
+            .filter(|_| live && self.device.wants_host_fd())
+    }
+
+    /// Device thread: queue `index` was notified.
+    pub fn notify(&mut self, index: usize) {
+        if index >= self.queues.len() {
+            return;
+        }
+        if !self.driver_ok() {
+            self.log.warn(format_args!(
+                "queue {index} notified before DRIVER_OK: ignored"
+            ));
+            return;
+        }
+        if self.broken[index] || !self.queues[index].ready() {
+            self.log.warn(format_args!(
+                "queue {index} notified while not usable: ignored"
+            ));
+            return;
+        }
+        let result = self
+            .device
+            .process_queue(index, &mut self.queues, &self.mem, &mut self.log);
+        self.after_processing(Some(index), result);
+    }
+
+    /// Device thread: the device's host fd is readable.
+    pub fn host_fd_ready(&mut self) {
+        if self.wanted_host_fd().is_none() {
+            return;
+        }
+        let result = self
+            .device
+            .process_host_fd(&mut self.queues, &self.mem, &mut self.log);
+        self.after_processing(None, result);
+    }
+
+    fn after_processing(&mut self, index: Option<usize>, result: Result<bool, QueueError>) {
+        match result {
+            Ok(true) => self.raise(VIRTIO_MMIO_INT_VRING),
+            Ok(false) => {}
+            Err(e) => {
+                // H8: stop the queue, ask for a reset, tell the driver.
+                self.log
+                    .warn(format_args!("{e}: queue stopped, device needs reset"));
+                match index {
+                    Some(i) => self.broken[i] = true,
+                    None => self.broken.iter_mut().for_each(|b| *b = true),
+                }
+                self.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+                self.config_generation = self.config_generation.wrapping_add(1);
+                self.raise(VIRTIO_MMIO_INT_CONFIG);
+            }
+        }
+    }
+
+    fn raise(&mut self, bit: u32) {
+        self.interrupt_status |= bit;
+        if let Err(e) = self.fds.irq.write(1) {
+            self.log
+                .warn(format_args!("cannot raise the interrupt: {e}"));
+        }
+    }
+
+    fn reset(&mut self) {
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.regs.iter_mut().for_each(|r| *r = QueueRegs::new());
+        self.broken.iter_mut().for_each(|b| *b = false);
+        self.queue_sel = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.driver_features = 0;
+        self.status = 0;
+        self.interrupt_status = 0;
+        self.device.reset();
+        self.wake_device_thread();
+    }
+
+    fn wake_device_thread(&mut self) {
+        if let Err(e) = self.fds.state_changed.write(1) {
+            self.log
+                .warn(format_args!("cannot wake the device thread: {e}"));
+        }
+    }
+
+    fn set_status(&mut self, value: u32) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        let mut new = value & !VIRTIO_CONFIG_S_NEEDS_RESET;
+        let added = new & !self.status;
+        if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+            let offered = self.device.features();
+            if self.driver_features & FEATURE_VERSION_1 == 0 || self.driver_features & !offered != 0
+            {
+                self.log.warn(format_args!(
+                    "FEATURES_OK refused: driver features {:#x}, offered {offered:#x}",
+                    self.driver_features
+                ));
+                new &= !VIRTIO_CONFIG_S_FEATURES_OK;
+            }
+        }
+        if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && new & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+            self.log
+                .warn(format_args!("DRIVER_OK without FEATURES_OK: refused"));
+            new &= !VIRTIO_CONFIG_S_DRIVER_OK;
+        }
+        self.status = new | (self.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+        if new & added & VIRTIO_CONFIG_S_DRIVER_OK != 0 {
+            self.wake_device_thread();
+        }
+    }
+
+    /// QueueReady = 1: the size must be a power of two within QueueNumMax (H6) and the
+    /// rings must lie in RAM, aligned; otherwise the queue stays not ready.
+    fn set_queue_ready(&mut self, ready: bool) {
+        let sel = self.queue_sel as usize;
+        let (Some(q), Some(r)) = (self.queues.get_mut(sel), self.regs.get(sel)) else {
+            return;
+        };
+        if !ready {
+            q.set_ready(false);
+            return;
+        }
+        let problem = match check_layout(r, &self.mem) {
+            Err(p) => Some(p),
+            Ok(size) => {
+                let set = q
+                    .try_set_size(size)
+                    .and_then(|_| q.try_set_desc_table_address(GuestAddress(r.desc)))
+                    .and_then(|_| q.try_set_avail_ring_address(GuestAddress(r.avail)))
+                    .and_then(|_| q.try_set_used_ring_address(GuestAddress(r.used)));
+                set.err().map(|e| e.to_string())
+            }
+        };
+        match problem {
+            None => q.set_ready(true),
+            Some(p) => {
+                self.log.warn(format_args!("queue {sel} refused: {p}"));
+            }
+        }
+    }
+
+    fn read_register(&self, offset: u32) -> u32 {
+        let queue = self.queues.get(self.queue_sel as usize);
+        let regs = self.regs.get(self.queue_sel as usize);
+        match offset {
+            VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            VIRTIO_MMIO_VERSION => MMIO_VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
+            VIRTIO_MMIO_VENDOR_ID => super::VENDOR_ID,
+            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
+                0 => self.device.features() as u32,
+                1 => (self.device.features() >> 32) as u32,
+                _ => 0,
+            },
+            VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
+            VIRTIO_MMIO_QUEUE_NUM => regs.map_or(0, |r| r.size),
+            VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_STATUS => self.status,
+            VIRTIO_MMIO_QUEUE_DESC_LOW => regs.map_or(0, |r| r.desc as u32),
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => regs.map_or(0, |r| (r.desc >> 32) as u32),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => regs.map_or(0, |r| r.avail as u32),
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => regs.map_or(0, |r| (r.avail >> 32) as u32),
+            VIRTIO_MMIO_QUEUE_USED_LOW => regs.map_or(0, |r| r.used as u32),
+            VIRTIO_MMIO_QUEUE_USED_HIGH => regs.map_or(0, |r| (r.used >> 32) as u32),
+            VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
+            _ => 0,
+        }
+    }
+
+    fn write_register(&mut self, offset: u32, v: u32) {
+        match offset {
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            VIRTIO_MMIO_DRIVER_FEATURES => {
+                let ok = self.status & VIRTIO_CONFIG_S_DRIVER != 0
+                    && self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0;
+                match (ok, self.driver_features_sel) {
+                    (true, 0) => {
+                        self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v)
+                    }
+                    (true, 1) => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                    }
+                    _ => {}
+                }
+            }
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = v,
+            VIRTIO_MMIO_QUEUE_NUM => self.queue_reg(offset, |r| r.size = v),
+            VIRTIO_MMIO_QUEUE_READY => self.set_queue_ready(v == 1),
+            VIRTIO_MMIO_QUEUE_NOTIFY => {
+                // Normally KVM_IOEVENTFD catches this write; forward if it trapped.
+                if let Some(evt) = self.fds.notify.get(v as usize) {
+                    let _ = evt.write(1);
+                }
+            }
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !v,
+            VIRTIO_MMIO_STATUS => self.set_status(v),
+            VIRTIO_MMIO_QUEUE_DESC_LOW => self.queue_reg(offset, |r| set_low(&mut r.desc, v)),
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.queue_reg(offset, |r| set_high(&mut r.desc, v)),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.queue_reg(offset, |r| set_low(&mut r.avail, v)),
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.queue_reg(offset, |r| set_high(&mut r.avail, v)),
+            VIRTIO_MMIO_QUEUE_USED_LOW => self.queue_reg(offset, |r| set_low(&mut r.used, v)),
+            VIRTIO_MMIO_QUEUE_USED_HIGH => self.queue_reg(offset, |r| set_high(&mut r.used, v)),
+            _ => {
+                self.log
+                    .warn(format_args!("write {v:#x} to register {offset:#x} ignored"));
+            }
+        }
+    }
+
+    /// Applies a queue layout write, unless the selected queue is ready or absent.
+    fn queue_reg(&mut self, offset: u32, set: impl FnOnce(&mut QueueRegs)) {
+        let sel = self.queue_sel as usize;
+        let ready = self.queues.get(sel).map(|q| q.ready());
+        match (ready, self.regs.get_mut(sel)) {
+            (Some(false), Some(r)) => set(r),
+            _ => {
+                self.log.warn(format_args!(
+                    "queue register write at {offset:#x} to a ready or absent queue ignored"
+                ));
+            }
+        }
+    }
+}
+
+fn set_low(reg: &mut u64, v: u32) {
+    *reg = (*reg & !0xffff_ffff) | u64::from(v);
+}
+
+fn set_high(reg: &mut u64, v: u32) {
+    *reg = (*reg & 0xffff_ffff) | (u64::from(v) << 32);
+}
+
+/// Checks what the driver wrote for a queue: the size (H6), then that the three rings are
+/// in RAM and aligned as virtio 1.x requires. Returns the size.
+fn check_layout(r: &QueueRegs, mem: &Mem) -> Result<u16, String> {
+    let size = u16::try_from(r.size)
+        .ok()
+        .filter(|s| s.is_power_of_two() && *s <= QUEUE_MAX_SIZE)
+        .ok_or_else(|| {
+            format!(
+                "queue size {} is not a power of two up to {QUEUE_MAX_SIZE}",
+                r.size
+            )
+        })?;
+    let n = usize::from(size);
+    let ok = |addr: u64, align: u64, len: usize| {
+        addr.is_multiple_of(align) && mem.check_range(GuestAddress(addr), len)
+    };
+    if ok(r.desc, 16, 16 * n) && ok(r.avail, 2, 6 + 2 * n) && ok(r.used, 4, 6 + 8 * n) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "rings outside RAM or misaligned (desc {:#x}, avail {:#x}, used {:#x})",
+            r.desc, r.avail, r.used
+        ))
+    }
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            self.device
+                .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
+            return;
+        }
+        if data.len() != 4 || !offset.is_multiple_of(4) {
+            data.fill(0);
+            self.log.warn(format_args!(
+                "{}-byte read at register {offset:#x}: registers are 32-bit",
+                data.len()
+            ));
+            return;
+        }
+        data.copy_from_slice(&self.read_register(offset as u32).to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            // No device has writable config fields.
+            self.log
+                .warn(format_args!("config write at {offset:#x} ignored"));
+            return;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            self.log.warn(format_args!(
+                "{}-byte write at register {offset:#x}: registers are 32-bit",
+                data.len()
+            ));
+            return;
+        };
+        if !offset.is_multiple_of(4) {
+            return;
+        }
+        self.write_register(offset as u32, u32::from_le_bytes(bytes));
+    }
+}
+
+#[cfg(test)]
+#[path = "mmio_tests.rs"]
+mod tests;

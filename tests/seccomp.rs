@@ -1,0 +1,214 @@
+//! Seccomp end to end: the test hook (a chosen thread makes a forbidden call) under every
+//! mode, `microvm seccomp print`, `--seccomp-filter` round trip and errors, and
+//! `microvm seccomp from-strace` on a real and a doctored strace log.
+//!
+//! The hook needs vmm's `test-hooks` feature, which the root package's dev-dependency on
+//! vmm turns on for every test build (release builds of microvm never have it).
+
+mod common;
+
+use common::*;
+
+const REPORT: &str = "made a forbidden system call: getppid (110)";
+
+fn hook(thread: &str, seccomp: &str) -> Run {
+    let extra = format!("tiny.test=seccomp-hook tiny.hook.thread={thread}");
+    boot(TINY_BZIMAGE, 2, seccomp, &extra)
+}
+
+fn check_hook(thread: &str, kind: &str) {
+    let run = hook(thread, "true");
+    assert_eq!(run.code(), 148, "{}", run.describe());
+    let line = format!("microvm: seccomp: thread {thread} (kind {kind}) {REPORT}");
+    let reports: Vec<&str> = run.stderr.lines().filter(|l| l.contains(REPORT)).collect();
+    assert_eq!(reports.len(), 1, "{}", run.describe());
+    assert!(reports[0].starts_with(&line), "{}", run.describe());
+    assert!(
+        reports[0].contains("rerun with --seccomp log"),
+        "{}",
+        run.describe()
+    );
+
+    let run = hook(thread, "log");
+    run.assert_pass();
+    assert!(run.stderr.contains(&line), "{}", run.describe());
+    assert!(
+        run.stderr.contains("allowed by --seccomp log"),
+        "{}",
+        run.describe()
+    );
+    let summary = format!("thread {thread}: getppid (110) x1");
+    assert!(run.stderr.contains(&summary), "{}", run.describe());
+
+    let run = hook(thread, "false");
+    run.assert_pass();
+    assert!(!run.stderr.contains("seccomp"), "{}", run.describe());
+}
+
+#[test]
+fn hook_on_the_vcpu_thread() {
+    check_hook("vcpu0", "vcpu");
+}
+
+#[test]
+fn hook_on_the_vmm_thread() {
+    check_hook("vmm", "vmm");
+}
+
+#[test]
+fn print_lists_every_kind_with_counts() {
+    let out = run(&["seccomp", "print"]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    for kind in vmm::seccomp::ThreadKind::all() {
+        let head = format!("thread kind {kind}: ");
+        assert!(out.stdout.contains(&head), "{}", out.describe());
+    }
+    assert!(out.stdout.contains("ioctl KVM_RUN "), "{}", out.describe());
+    assert!(
+        out.stdout.contains("KVM_RUN (0xae80)"),
+        "{}",
+        out.describe()
+    );
+    let bad = run(&["seccomp", "print", "--thread", "gpu"]);
+    assert_eq!(bad.code(), 1, "{}", bad.describe());
+    assert_eq!(bad.stderr.lines().count(), 1, "{}", bad.describe());
+}
+
+#[test]
+fn printed_json_filters_boot_the_guest() {
+    let out = run(&["seccomp", "print", "--format", "json"]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    let dir = scratch("seccomp-json");
+    let file = write_file(&dir, "filters.json", out.stdout.as_bytes());
+    let cmdline = "console=ttyS0 reboot=k tiny.cpus=2";
+    let booted = run(&[
+        "--seccomp-filter",
+        &file,
+        "--kernel",
+        TINY_BZIMAGE,
+        "--cpus",
+        "2",
+        "--cmdline",
+        cmdline,
+    ]);
+    booted.assert_pass();
+    assert!(!booted.stderr.contains("seccomp"), "{}", booted.describe());
+}
+
+#[test]
+fn bad_filter_files_get_one_error_line() {
+    let dir = scratch("seccomp-bad");
+    let cases = [
+        (
+            "malformed",
+            "{\"vcpu\": {\"filter\": [",
+            "malformed JSON at line 1",
+        ),
+        ("kind", "{\"gpu\": {}}", "unknown thread kind \"gpu\""),
+        (
+            "syscall",
+            r#"{"vcpu": {"mismatch_action": "trap", "match_action": "allow", "filter": [{"syscall": "nosuch"}]}}"#,
+            "unknown system call name \"nosuch\"",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let file = write_file(&dir, name, text.as_bytes());
+        let out = run(&["--seccomp-filter", &file]);
+        assert_eq!(out.code(), 1, "{name}: {}", out.describe());
+        assert_eq!(out.stderr.lines().count(), 1, "{name}: {}", out.describe());
+        assert!(out.stderr.contains(want), "{name}: {}", out.describe());
+    }
+}
+
+/// Records `strace -f --decode-pids=comm` of a tiny-guest boot; None if strace cannot run.
+fn record_trace(dir: &std::path::Path) -> Option<String> {
+    let trace = dir.join("trace.txt");
+    let status = std::process::Command::new("strace")
+        .args(["-f", "--decode-pids=comm", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_microvm"))
+        .args(["--kernel", TINY_BZIMAGE, "--cpus", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => std::fs::read_to_string(trace).ok(),
+        other => {
+            eprintln!("skipped: strace could not trace microvm ({other:?})");
+            None
+        }
+    }
+}
+
+#[test]
+fn from_strace_real_boot_blocks_nothing_and_doctored_log_exactly_the_injected() {
+    let dir = scratch("seccomp-strace");
+    let Some(trace) = record_trace(&dir) else {
+        return;
+    };
+    let file = write_file(&dir, "real.txt", trace.as_bytes());
+    let out = run(&["seccomp", "from-strace", &file]);
+    assert_eq!(out.code(), 0, "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("summary: 0 distinct blocked call(s), 0 in total"),
+        "{}",
+        out.describe()
+    );
+    for thread in ["vmm", "vcpu0", "vcpu1"] {
+        assert!(
+            out.stdout.contains(&format!("thread {thread} (tid ")),
+            "{}",
+            out.describe()
+        );
+    }
+
+    // Inject three forbidden calls after the filters went on (at the end of the trace).
+    let tid_of = |name: &str| {
+        trace
+            .lines()
+            .find_map(|l| {
+                let (tid, rest) = l.split_once('<')?;
+                rest.starts_with(&format!("{name}>"))
+                    .then(|| tid.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let (vmm_tid, vcpu_tid) = (tid_of("vmm"), tid_of("vcpu0"));
+    let injected = format!(
+        "{vcpu_tid}<vcpu0> socket(AF_INET, SOCK_STREAM, 0) = 7\n\
+         {vcpu_tid}<vcpu0> ioctl(9, KVM_SET_REGS, 0x7ffc) = 0\n\
+         {vmm_tid}<vmm> mprotect(0x7f0000, 4096, PROT_READ|PROT_EXEC) = 0\n\
+         {vmm_tid}<vmm> mprotect(0x7f0000, 4096, PROT_READ|PROT_EXEC) = 0\n"
+    );
+    let doctored = trace.replacen(
+        &format!("{vcpu_tid}<vcpu0> +++ exited"),
+        &format!("{injected}{vcpu_tid}<vcpu0> +++ exited"),
+        1,
+    );
+    assert_ne!(doctored, trace, "the trace has no exit line for vcpu0");
+    let file = write_file(&dir, "doctored.txt", doctored.as_bytes());
+    let out = run(&["seccomp", "from-strace", &file]);
+    assert_eq!(out.code(), 1, "{}", out.describe());
+    let blocked: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("BLOCKED"))
+        .collect();
+    assert_eq!(blocked.len(), 3, "{}", out.describe());
+    assert!(
+        blocked[0].contains("mprotect (10)") && blocked[0].contains("x2"),
+        "{blocked:?}"
+    );
+    assert!(blocked[1].contains("ioctl (16)"), "{blocked:?}");
+    assert!(blocked[2].contains("socket (41)"), "{blocked:?}");
+    // The filter file it prints allows the doctored trace.
+    let json = out
+        .stdout
+        .split_once("(seccompiler JSON, for --seccomp-filter) ---\n")
+        .map(|(_, j)| j.to_string())
+        .unwrap_or_default();
+    let filters = vmm::seccomp::CustomFilters::parse(&json).expect("valid JSON filters");
+    assert!(filters.kinds.len() >= 2);
+}
