@@ -19,6 +19,9 @@ mod run;
 
 use json::Value;
 
+/// The bench tests take turns: their runs would otherwise share the two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const KINDS: [&str; 5] = run::KINDS;
 
 /// Figures that must be present for microvm --seccomp true, measured.
@@ -179,6 +182,7 @@ fn args(extra: &[&str], json: &std::path::Path) -> Vec<String> {
 /// A shortened bench (one round, no QEMU): runs in seconds with every microvm and floor figure.
 #[test]
 fn short_bench_without_qemu_emits_every_figure() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let json = std::env::temp_dir().join(format!("microvm-bench-test-{}.json", std::process::id()));
     let out = run::bench_main(&args(
         &["--quick", "--no-qemu", "--rounds", "1", "--exits", "10000"],
@@ -193,6 +197,7 @@ fn short_bench_without_qemu_emits_every_figure() {
 #[test]
 #[ignore = "the full --quick bench with QEMU microvm takes about a minute"]
 fn quick_bench_emits_every_figure() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let json =
         std::env::temp_dir().join(format!("microvm-bench-quick-{}.json", std::process::id()));
     let out = run::bench_main(&args(&["--quick"], &json)).expect("the bench runs");

@@ -138,7 +138,7 @@ impl Options {
             no_qemu: false,
             microvm,
             vmlinux,
-            disk: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("microvm-bench-disk.img"),
+            disk: PathBuf::new(),
         };
         let (mut rounds, mut exits) = (None, None);
         let mut it = args.iter();
@@ -157,6 +157,8 @@ impl Options {
                 other => bail!("unknown argument {other:?} (try --help)"),
             }
         }
+        // Next to the JSON, so that two benches (e.g. parallel tests) never share a disk.
+        o.disk = o.json.with_extension("disk.img");
         o.rounds = rounds.unwrap_or(if o.quick { 3 } else { 7 }).max(1);
         o.warmup = 1;
         o.exits = exits
@@ -469,6 +471,9 @@ pub fn bench_main(args: &[String]) -> Result<PathBuf> {
         PathBuf::from(env!("CARGO_BIN_EXE_microvm")),
         PathBuf::from(env!("MICROVM_TINY_VMLINUX")),
     )?;
+    if let Some(dir) = o.json.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let launcher = launch::build_launcher(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")))?;
     let (results, status) = run_rounds(&o, &launcher);
     let figs = crate::report::figures(&o, &results, &status);
@@ -476,10 +481,8 @@ pub fn bench_main(args: &[String]) -> Result<PathBuf> {
     let doc = crate::report::to_json(&o, &status, &figs);
     crate::json::parse(&doc)
         .map_err(|e| anyhow::anyhow!("internal: the JSON is malformed: {e}"))?;
-    if let Some(dir) = o.json.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&o.json, doc)?;
+    std::fs::write(&o.json, doc).with_context(|| format!("writing {}", o.json.display()))?;
+    let _ = std::fs::remove_file(&o.disk);
     println!("\nJSON: {}", o.json.display());
     Ok(o.json)
 }

@@ -282,6 +282,8 @@ impl MutEventSubscriber for Worker {
             }
             STOP => {
                 let _ = self.stop_evt.read();
+                // Before the thread ends: what the guest wrote without FLUSH is synced.
+                self.lock().stop_device();
                 self.stop.store(true, Ordering::Release);
             }
             HOST => self.lock().host_fd_ready(),

@@ -167,6 +167,14 @@ impl VirtioDevice for Block {
         1
     }
 
+    fn flush_on_stop(&mut self) -> std::io::Result<bool> {
+        if self.read_only {
+            return Ok(false);
+        }
+        // Writes the guest never flushed still reach the disk when microvm stops.
+        self.file.sync_data().map(|()| true)
+    }
+
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut cfg = [0u8; 24];
         cfg[0..8].copy_from_slice(&self.capacity.to_le_bytes());

@@ -171,3 +171,19 @@ fn read_only_disk_refuses_writes() {
     assert_eq!(d.file(), before);
     assert_eq!(d.request(&mut ring, 0, 0, (BUF, 512, true)).0, 0);
 }
+
+#[test]
+fn a_writable_disk_is_flushed_on_stop_a_read_only_one_is_not() {
+    use super::super::VirtioDevice;
+    let path = std::env::temp_dir().join(format!("microvm-blk-{}-stop", std::process::id()));
+    std::fs::write(&path, vec![0u8; 512]).unwrap();
+    let open = |rw: bool| File::options().read(true).write(rw).open(&path).unwrap();
+    let flushed = Block::new(0, open(true), 512, false).flush_on_stop();
+    let ro = Block::new(0, open(false), 512, true).flush_on_stop();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        flushed.unwrap(),
+        "a writable disk is synced when microvm stops"
+    );
+    assert!(!ro.unwrap(), "a read-only disk has nothing to sync");
+}

@@ -148,6 +148,16 @@ impl MmioTransport {
         self.after_processing(Some(index), result);
     }
 
+    /// Device thread: microvm is stopping; flush the device's host side (a disk's file).
+    /// Logs the outcome (info when flushed, error when the flush failed).
+    pub fn stop_device(&mut self) {
+        match self.device.flush_on_stop() {
+            Ok(true) => log::info!("{}: flushed on stop", self.log.name()),
+            Ok(false) => {}
+            Err(e) => log::error!("{}: flush on stop failed: {e}", self.log.name()),
+        }
+    }
+
     /// Device thread: the device's host fd is readable.
     pub fn host_fd_ready(&mut self) {
         if self.wanted_host_fd().is_none() {

@@ -70,6 +70,12 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, QueueError>;
     /// The driver reset the device (Status = 0).
     fn reset(&mut self) {}
+    /// microvm is stopping (guest exit or a stop signal): make what the guest wrote durable
+    /// (a disk fsyncs its file). Ok(true) when something was flushed. Runs on the device
+    /// thread, under its filter.
+    fn flush_on_stop(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
     /// A host fd the device thread should poll while [`VirtioDevice::wants_host_fd`] is true
     /// (the TAP of a net device).
     fn host_fd(&self) -> Option<RawFd> {

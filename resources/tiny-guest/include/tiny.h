@@ -74,6 +74,8 @@ void paging_init(void);
 /* smp.c */
 uint32_t lapic_id(void);
 void smp_boot(const struct mp_cpus *cpus);
+/* Run by every AP after it came online, then it halts (weak default: nothing). */
+void ap_scenario(unsigned int index);
 
 /*
  * Scenarios, selected with tiny.test=<name>. Each one is a struct placed in

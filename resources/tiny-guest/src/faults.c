@@ -54,11 +54,12 @@ static const char *status_name(int st)
 	return "?";
 }
 
-/* Sector s of the fill pattern: "FILL" + le32 sector, then (s + k) & 0xff. */
+/*
+ * Sector s of the fill pattern: "FILL" + le32 sector (the rest of the sector
+ * is left as it is: every guest instruction may be emulated, keep it cheap).
+ */
 static void fill_sector(uint8_t *p, uint64_t s)
 {
-	for (unsigned int k = 0; k < SECTOR_SIZE; k++)
-		p[k] = (uint8_t)(s + k);
 	memcpy(p, "FILL", 4);
 	p[4] = (uint8_t)s;
 	p[5] = (uint8_t)(s >> 8);

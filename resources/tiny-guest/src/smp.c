@@ -77,12 +77,19 @@ static void report_cpu(unsigned int index)
 		     cpuid_id);
 }
 
+/* Work a scenario gives every AP once it is online (storm.c); none by default. */
+void __attribute__((weak)) ap_scenario(unsigned int index)
+{
+	(void)index;
+}
+
 /* C entry of every AP, on its own stack (head.S: ap_start64). */
 void ap_main(unsigned int index);
 void ap_main(unsigned int index)
 {
 	report_cpu(index);
 	__asm__ volatile("lock incl %0" : "+m"(cpus_online) : : "memory");
+	ap_scenario(index);
 	halt_forever();
 }
 
