@@ -13,24 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::netns::Netns;
 use common::*;
-
-fn soak() -> u32 {
-    std::env::var("MICROVM_SOAK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
-}
-
-/// Removes a scratch directory however the test ends.
-struct DirGuard(std::path::PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn cmdline(test: &str) -> String {
     format!("console=ttyS0 reboot=k tiny.test={test}")
@@ -394,59 +378,9 @@ fn stdin_at_eof_or_closed_changes_nothing_for_the_guest() {
 
 // ---- a TAP deleted under a running VM -----------------------------------------------------
 
-/// A network namespace with a TAP `tap0` at 10.0.2.1/24, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("mvm-faults-{}-{}", std::process::id(), rng_seed() % 100_000);
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `ip`: {e}; the test needs iproute2"));
-        if !out.status.success() {
-            panic!(
-                "NET TEST CANNOT RUN: `ip netns add {name}` failed ({}). It needs CAP_NET_ADMIN \
-                 (run the tests as root); it refuses to pass without testing.",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let ns = Netns { name };
-        ns.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        ns.exec(&["ip", "addr", "add", "10.0.2.1/24", "dev", "tap0"]);
-        ns.exec(&["ip", "link", "set", "tap0", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        assert!(
-            out.status.success(),
-            "{args:?} in {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
 #[test]
 fn a_deleted_tap_stops_its_queues_not_the_vmm() {
-    let ns = Netns::new();
+    let ns = Netns::new("faults");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_microvm")])
         .args([

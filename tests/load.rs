@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn soak() -> u32 {
-    std::env::var("MICROVM_SOAK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
-}
-
-/// Removes a scratch directory however the test ends.
-struct DirGuard(std::path::PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn thirty_two_vcpus_exit_as_fast_as_they_can() {
     let per_cpu = 2000 * u64::from(soak());

@@ -3,11 +3,8 @@
 //! scenario H1..H8, and the device threads' names and filters.
 
 mod common;
-
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-
+use common::netns::Netns;
+use common::procfs::threads_while_waiting;
 use common::*;
 
 const SECTOR0: &[u8] = b"MICROVM-DISK0-SECTOR0 written by the host test";
@@ -121,75 +118,9 @@ fn hostile_guest_input_is_survived() {
     assert_eq!(after.len(), before.len(), "the host file must not grow");
 }
 
-/// A network namespace with a TAP `tap0` at 10.0.2.1/24, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("mvm-test-{}-{}", std::process::id(), rand_suffix());
-        let out = Command::new("ip").args(["netns", "add", &name]).output();
-        let out =
-            out.unwrap_or_else(|e| panic!("cannot run `ip`: {e}; the net test needs iproute2"));
-        if !out.status.success() {
-            panic!(
-                "NET TEST CANNOT RUN: `ip netns add {name}` failed ({}). The virtio-net test needs \
-                 CAP_NET_ADMIN (run the tests as root); it refuses to pass without testing.",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let ns = Netns { name };
-        ns.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        ns.exec(&["ip", "addr", "add", "10.0.2.1/24", "dev", "tap0"]);
-        ns.exec(&["ip", "link", "set", "tap0", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .expect("ip netns exec");
-        assert!(
-            out.status.success(),
-            "{args:?} in {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// microvm run inside the namespace.
-    fn microvm(&self) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_microvm")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-}
-
 #[test]
 fn net_gets_an_arp_reply_from_the_tap() {
-    let ns = Netns::new();
+    let ns = Netns::new("virtio");
     let tap_mac = ns
         .exec(&["cat", "/sys/class/net/tap0/address"])
         .trim()
@@ -218,100 +149,36 @@ fn net_gets_an_arp_reply_from_the_tap() {
     assert!(r.stdout.contains(&want), "want {want:?}:\n{}", r.describe());
 }
 
-/// (comm, Seccomp, Seccomp_filters) of every user thread of `pid` (kernel workers such as
-/// KVM's `kvm-nx-lpage-recovery` are left out: PF_USER_WORKER).
-fn threads_of(pid: u32) -> Vec<(String, String, String)> {
-    const PF_USER_WORKER: u64 = 0x4000;
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc/pid/task") {
-        let dir = entry.expect("task entry").path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-        let flags: u64 = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(6))
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0);
-        if flags & PF_USER_WORKER != 0 {
-            continue;
-        }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        out.push((
-            comm.trim().to_string(),
-            field("Seccomp:"),
-            field("Seccomp_filters:"),
-        ));
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn device_threads_are_named_and_filtered_once() {
-    let ns = Netns::new();
+    let ns = Netns::new("virtio");
     let dir = scratch("virtio-threads");
     let disk = image(&dir, "t.img", SECTOR0);
     let d = format!("path={disk}");
-    let mut child = ns
-        .microvm()
-        .args([
-            "--kernel",
-            TINY_BZIMAGE,
-            "--disk",
-            &d,
-            "--net",
-            "tap=tap0",
-            "--rng",
-            "on",
-        ])
-        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn microvm");
-    // `ip netns exec` execs microvm, so the child's pid is microvm's.
-    let pid = child.id();
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            all.push_str(&line);
-            all.push('\n');
-            if line.contains("tiny: waiting for input") {
-                let _ = tx.send(None);
-            }
-        }
-        let _ = tx.send(Some(all));
-    });
-    match rx.recv_timeout(BOOT_TIMEOUT) {
-        Ok(None) => {}
-        other => {
-            let _ = child.kill();
-            panic!("the guest never waited for input: {other:?}");
-        }
-    }
-    let threads = threads_of(pid);
-    let _ = child.stdin.as_mut().expect("stdin").write_all(b"x");
-    let _ = rx.recv_timeout(BOOT_TIMEOUT);
-    let status = child.wait().expect("wait");
+    let mut cmd = ns.microvm();
+    cmd.args([
+        "--kernel",
+        TINY_BZIMAGE,
+        "--disk",
+        &d,
+        "--net",
+        "tap=tap0",
+        "--rng",
+        "on",
+    ])
+    .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"]);
+    let (threads, _, status) = threads_while_waiting(cmd);
     assert_eq!(status.code(), Some(0), "{threads:?}");
-    let names: Vec<&str> = threads.iter().map(|t| t.0.as_str()).collect();
+    let names: Vec<&str> = threads.iter().map(|t| t.name.as_str()).collect();
     for want in ["virtio-blk0", "virtio-net0", "virtio-rng0", "vcpu0", "vmm"] {
         assert!(names.contains(&want), "no thread {want}: {threads:?}");
     }
-    for (name, mode, filters) in &threads {
+    for t in &threads {
         assert_eq!(
-            (mode.as_str(), filters.as_str()),
+            (t.seccomp.as_str(), t.filters.as_str()),
             ("2", "1"),
-            "{name} must carry exactly its own filter: {threads:?}"
+            "{} must carry exactly its own filter: {threads:?}",
+            t.name
         );
     }
 }

@@ -2,6 +2,9 @@
 //! it printed, and find the tiny guest images built by build.rs.
 #![allow(dead_code)]
 
+pub mod netns;
+pub mod procfs;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,4 +158,22 @@ pub fn host_has_hw_virt() -> bool {
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// The soak multiplier: `MICROVM_SOAK=n` runs the load and fault loops n times longer.
+pub fn soak() -> u32 {
+    std::env::var("MICROVM_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Removes a scratch directory however the test ends.
+pub struct DirGuard(pub std::path::PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
