@@ -199,7 +199,8 @@ fn boot(cli: Cli) -> anyhow::Result<i32> {
 
 fn host_check() -> ExitCode {
     let report = vmm::host_check::check_host();
-    println!("{report}");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{report}");
     if report.usable() {
         ExitCode::SUCCESS
     } else {

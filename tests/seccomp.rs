@@ -212,3 +212,31 @@ fn from_strace_real_boot_blocks_nothing_and_doctored_log_exactly_the_injected() 
     let filters = vmm::seccomp::CustomFilters::parse(&json).expect("valid JSON filters");
     assert!(filters.kinds.len() >= 2);
 }
+
+#[test]
+fn seccomp_check_proves_every_kind_stops_every_escape() {
+    let run = run(&["seccomp", "check"]);
+    assert_eq!(run.code(), 0, "{}", run.describe());
+    for kind in ["vmm", "vcpu", "blk", "net", "rng"] {
+        let line = format!("thread kind {kind}: 27 of 27 escape calls stopped");
+        assert!(
+            run.stdout.contains(&line),
+            "missing '{line}':\n{}",
+            run.describe()
+        );
+    }
+    // One line per kind and escape, each saying what stopped it.
+    let attempts = run.stdout.lines().filter(|l| l.starts_with("  ")).count();
+    assert_eq!(attempts, 5 * 27, "{}", run.describe());
+    assert!(run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .all(|l| l.contains("stopped:")));
+    assert!(run
+        .stdout
+        .contains("socket(AF_INET, SOCK_STREAM)       stopped: trapped (SIGSYS)"));
+    assert!(run.stdout.contains(
+        "openat(/etc/passwd, O_RDONLY)      stopped: the filter answered Permission denied"
+    ));
+}

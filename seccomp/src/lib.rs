@@ -11,6 +11,7 @@
 
 mod blk;
 pub mod bpf;
+pub mod check;
 mod common;
 mod compile;
 pub mod docs;

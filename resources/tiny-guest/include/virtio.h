@@ -214,6 +214,9 @@ void blk_test(struct virtio_dev *d);
 void net_test(struct virtio_dev *d);
 void rng_test(struct virtio_dev *d);
 
+/* bench_irq.c: the irqfd-roundtrip bench loop (the only IDT user) */
+void irq_roundtrip_loop(struct virtio_dev *d, uint64_t n);
+
 /* Dotted quad from "tiny.<key>=" (or def), big-endian bytes in ip[4]. */
 void cmdline_ip(const char *key, const char *def, uint8_t ip[4]);
 

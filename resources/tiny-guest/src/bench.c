@@ -13,6 +13,9 @@
  *                     device after DRIVER_OK: KVM signals the device's
  *                     ioeventfd, no exit to the VMM's user space
  *   rng-read          N bytes from the first virtio-rng, 4 KiB requests
+ *   irqfd-roundtrip   N 16-byte requests to the first virtio-rng, each
+ *                     waited for with "sti; hlt" until its interrupt
+ *                     (IOAPIC -> vector 0x40) arrives; see bench_irq.c
  *   blk-{read,write}-{4k,64k}
  *                     N bytes sequentially from/to the first virtio-blk
  *                     in 4 KiB or 64 KiB requests (wrapping at its end)
@@ -76,6 +79,11 @@ static struct virtio_dev *find_device(const char *p, uint32_t id)
 			break;
 		memset(d, 0, sizeof(*d));
 		d->base = parse_hex(p + 3);
+		while (*p && *p != ':' && *p != ' ')
+			p++;
+		if (*p == ':')
+			for (p++; *p >= '0' && *p <= '9'; p++)
+				d->irq = d->irq * 10 + (unsigned int)(*p - '0');
 		d->size = 0x200;
 		d->index = index++;
 		if (!d->base || d->base >= 4 * GiB || index > VIRTIO_MAX_DEVICES)
@@ -170,6 +178,8 @@ static void scenario_bench(struct boot_info *bi)
 			mmio_write32(BENCH_MMIO, 0);
 	else if (is(spec, klen, "ioeventfd-notify"))
 		notify_loop(bi->cmdline, n);
+	else if (is(spec, klen, "irqfd-roundtrip"))
+		irq_roundtrip_loop(find_device(bi->cmdline, VIRTIO_ID_RNG), n);
 	else if (is(spec, klen, "rng-read"))
 		rng_loop(bi->cmdline, n);
 	else if (is(spec, klen, "blk-read-4k"))
