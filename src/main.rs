@@ -127,6 +127,7 @@ impl From<LogLevel> for log::LevelFilter {
 
 fn main() -> ExitCode {
     vmm::timings::start();
+    vmm::close_inherited_fds();
     let cli = Cli::parse();
     vmm::timings::mark(vmm::timings::Phase::Args);
     logger::init(cli.log_level.into());

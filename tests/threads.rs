@@ -125,3 +125,63 @@ fn a_stacked_filter_makes_microvm_refuse_to_run_the_guest() {
         run.describe()
     );
 }
+
+#[test]
+fn only_the_fds_the_vm_needs_are_open_while_it_runs() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    // An fd leaked by whoever starts microvm (no CLOEXEC, number 7) must be closed.
+    let leaked = std::fs::File::open("/etc/hostname").expect("open a file to leak");
+    let leaked_fd = leaked.as_raw_fd();
+    let mut cmd = microvm();
+    cmd.args(["--kernel", TINY_BZIMAGE, "--cpus", "2", "--rng", "on"])
+        .args(["--cmdline", "console=ttyS0 tiny.test=wait-input"]);
+    // SAFETY: dup2 in the child before exec; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(leaked_fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn microvm");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("tiny: waiting for input")),
+        "the guest never waited for input"
+    );
+    let mut targets = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/pid/fd") {
+        let entry = entry.expect("fd entry");
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        targets.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            target.display().to_string(),
+        ));
+    }
+    let _ = std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"x");
+    let _ = child.wait();
+    drop(leaked);
+    // Every fd is stdio, KVM, or an anonymous kernel object (eventfd, signalfd, epoll):
+    // no file (the leaked one, the kernel image) stays open.
+    for (fd, target) in &targets {
+        let ok = matches!(fd.as_str(), "0" | "1" | "2")
+            || target.starts_with("anon_inode:")
+            || target == "/dev/kvm";
+        assert!(ok, "unexpected fd {fd} -> {target}: {targets:?}");
+    }
+    assert!(
+        !targets.iter().any(|(_, t)| t == "/etc/hostname"),
+        "the inherited fd is still open: {targets:?}"
+    );
+}
