@@ -60,9 +60,15 @@ failed=()
 for t in $targets; do
   echo "fuzz: $t for ${secs}s" >&2
   mkdir -p "$work/$t" "fuzz/corpus/$t"
-  if ! ASAN_OPTIONS="$(asan_options "$t")" cargo +nightly fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
+  log="$work/$t.log"
+  if ASAN_OPTIONS="$(asan_options "$t")" cargo +nightly fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
       -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 \
-      -rss_limit_mb=2048 -print_final_stats=1 $(extra_args "$t"); then
+      -rss_limit_mb=2048 -print_final_stats=1 $(extra_args "$t") > "$log" 2>&1; then
+    runs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
+    echo "fuzz: $t: ${runs:-?} inputs, no finding" >&2
+  else
+    # The fuzzer's own report (crash, leak, timeout, OOM) with the reproducer's path.
+    tail -n 60 "$log" >&2
     failed+=("$t")
   fi
 done

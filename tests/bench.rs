@@ -50,6 +50,9 @@ fn required_measured() -> Vec<String> {
         "seccomp.bpf_insns.rng.read(eventfd, 8)",
         "seccomp.bpf_insns.rng.write(eventfd, 8)",
         "seccomp.bpf_insns.rng.epoll_wait",
+        "exit.irqfd-roundtrip",
+        "exit.irqfd-roundtrip.vmm_user_cpu",
+        "exit.irqfd-roundtrip.vmm_sys_cpu",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -66,8 +69,12 @@ fn required_measured() -> Vec<String> {
     v
 }
 
-/// Figures that may only be skipped, but must be listed with a reason.
-const REQUIRED_LISTED: [&str; 1] = ["exit.irqfd-roundtrip"];
+/// (figure, peer) that must be listed, measured or skipped with a reason.
+const REQUIRED_LISTED: [(&str, &str); 3] = [
+    ("exit.irqfd-roundtrip", "microvm-seccomp-false"),
+    ("exit.irqfd-roundtrip", "qemu-microvm"),
+    ("exit.irqfd-roundtrip", "kvm-floor"),
+];
 
 fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
     let text = std::fs::read_to_string(path).expect("the bench wrote its JSON");
@@ -164,12 +171,16 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
             "qemu exit.{k}"
         );
     }
-    for name in REQUIRED_LISTED {
-        assert!(
-            find(name, "microvm-seccomp-true").is_some(),
-            "{name} missing"
-        );
+    for (name, peer) in REQUIRED_LISTED {
+        assert!(find(name, peer).is_some(), "{name} of {peer} missing");
     }
+    let irq = find("exit.irqfd-roundtrip", "microvm-seccomp-true").expect("irqfd figure");
+    assert!(
+        irq.get("min")
+            .and_then(Value::as_f64)
+            .is_some_and(|v| v > 0.0),
+        "the irqfd round trip must take time: {irq:?}"
+    );
 }
 
 fn args(extra: &[&str], json: &std::path::Path) -> Vec<String> {

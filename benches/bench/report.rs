@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use crate::bpf_count;
 use crate::json::{self, stats, Stats};
-use crate::run::{Case, Options, Peer, PeerStatus, Results, Sample, DEV_KINDS, KINDS, RSS_SWEEP};
+use crate::run::{
+    irq_rounds, Case, Options, Peer, PeerStatus, Results, Sample, DEV_KINDS, IRQ_KIND,
+    IRQ_NO_FLOOR, KINDS, RSS_SWEEP,
+};
 
-/// Why the irqfd round trip has no number.
-pub const IRQFD_NOT_MEASURED: &str = "not measured: the tiny guest runs with interrupts off and no IDT (it must also run where KVM emulates every guest instruction), so it cannot observe an interrupt";
 /// One figure of one peer.
 #[derive(Debug, Clone)]
 pub struct Figure {
@@ -323,15 +324,7 @@ pub fn figures(o: &Options, r: &Results, status: &PeerStatus) -> Vec<Figure> {
             ));
         }
     }
-    for peer in Peer::ALL {
-        out.push(skipped(
-            "exit.irqfd-roundtrip",
-            peer,
-            "(none)".into(),
-            "us",
-            IRQFD_NOT_MEASURED,
-        ));
-    }
+    irqfd_figures(o, r, &skip_reason, &mut out);
 
     // Seccomp: true vs false on every exit loop, and BPF instructions on the hot calls.
     for kind in KINDS {
@@ -416,6 +409,49 @@ pub fn figures(o: &Options, r: &Results, status: &PeerStatus) -> Vec<Figure> {
         }
     }
     out
+}
+
+/// The guest-observed interrupt round trip: (t(N) - t(0)) / N of the irqfd loop, plus the
+/// VMM's user and system CPU per round trip.
+fn irqfd_figures(
+    o: &Options,
+    r: &Results,
+    skip_reason: &dyn Fn(Peer) -> Option<String>,
+    out: &mut Vec<Figure>,
+) {
+    let n_irq = irq_rounds(o.exits);
+    let n = f64::from(n_irq);
+    let (case, base) = (Case::Exit(IRQ_KIND, n_irq), Case::Exit("none", 0));
+    let sc = format!("{} --rng on", case.scenario());
+    let name = format!("exit.{IRQ_KIND}");
+    for peer in Peer::ALL {
+        let why = match (peer, skip_reason(peer)) {
+            (Peer::Floor, _) => Some(IRQ_NO_FLOOR.to_string()),
+            (_, Some(why)) => Some(format!("peer skipped: {why}")),
+            _ => None,
+        };
+        if let Some(why) = why {
+            out.push(skipped(&name, peer, sc.clone(), "us", &why));
+            continue;
+        }
+        let (k, z) = (runs(r, peer, case), runs(r, peer, base));
+        let per = paired(&k, &z, |k, z| {
+            Some((wall_ns(Some(k))? - wall_ns(Some(z))?) / n / 1000.0)
+        });
+        out.push(fig(&name, peer, sc.clone(), "us", per, None));
+        for (what, user) in [("user", true), ("sys", false)] {
+            let v = paired(&k, &z, |k, z| {
+                let (k, z) = (vm(Some(k))?, vm(Some(z))?);
+                let (a, b) = match user {
+                    true => (k.utime_us, z.utime_us),
+                    false => (k.stime_us, z.stime_us),
+                };
+                Some((a as f64 - b as f64) / n)
+            });
+            let fname = format!("{name}.vmm_{what}_cpu");
+            out.push(fig(fname, peer, sc.clone(), "us", v, None));
+        }
+    }
 }
 
 fn num(v: f64) -> String {

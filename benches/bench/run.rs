@@ -20,6 +20,18 @@ pub const KINDS: [&str; 5] = [
     "mmio-write",
     "ioeventfd-notify",
 ];
+/// The interrupt round-trip loop of the tiny guest (microvm and QEMU only: the floor VM
+/// has no irqchip and no device).
+pub const IRQ_KIND: &str = "irqfd-roundtrip";
+/// Why the floor has no irqfd round trip.
+pub const IRQ_NO_FLOOR: &str =
+    "not applicable: the floor VM has no irqchip and no device to raise an interrupt";
+
+/// Round trips of the irqfd loop: a tenth of the exits (each is ~20 exits' worth of time).
+pub fn irq_rounds(exits: u32) -> u32 {
+    (exits / 10).max(1)
+}
+
 /// Device throughput loops: (kind, bytes in --quick, bytes otherwise).
 pub const DEV_KINDS: [(&str, u64, u64); 5] = [
     ("rng-read", 2 << 20, 4 << 20),
@@ -106,7 +118,8 @@ impl Case {
 /// The bench's settings.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// --quick: fewer rounds and exits, QEMU only for the startup and two exit loops.
+    /// --quick: fewer rounds and exits, QEMU only for the startup, two exit loops and
+    /// the irqfd round trip.
     pub quick: bool,
     /// Recorded rounds.
     pub rounds: usize,
@@ -315,6 +328,8 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
                 &mem.to_string(),
                 "--cpus",
                 &cpus.to_string(),
+                "--rng",
+                "on",
                 "--cmdline",
                 &cl,
             ];
@@ -367,11 +382,15 @@ pub fn jobs(o: &Options, peers: &[Peer]) -> Vec<(Peer, Case)> {
         jobs.push((peer, Case::Exit("none", 0)));
         for kind in KINDS {
             // QEMU boots through SeaBIOS in KVM's emulator here (seconds per boot), so
-            // --quick keeps two of its loops; the others are reported as skipped.
+            // --quick keeps two of its exit loops (and the irqfd round trip below); the
+            // others are reported as skipped.
             if peer == Peer::Qemu && o.quick && !matches!(kind, "pio-read" | "ioeventfd-notify") {
                 continue;
             }
             jobs.push((peer, Case::Exit(kind, o.exits)));
+        }
+        if peer != Peer::Floor {
+            jobs.push((peer, Case::Exit(IRQ_KIND, irq_rounds(o.exits))));
         }
         if peer == Peer::MicrovmSeccomp {
             for (mem, cpus) in RSS_SWEEP {
