@@ -156,27 +156,17 @@ fn triple_fault_ends_the_vm_with_a_plain_words_error() {
         "{}",
         run.describe()
     );
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("microvm: error:"))
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "exactly one error line:\n{}",
-        run.describe()
-    );
+    let error = run.error_line();
     // A triple fault is KVM_EXIT_SHUTDOWN (exit 3). Under KVM's instruction emulator
     // (no VT-x) the emulator may give up first, which is reported as a KVM failure (4).
     match run.code() {
         3 => assert!(
-            errors[0].contains("vcpu0") && errors[0].contains("triple-faulted"),
+            error.contains("vcpu0") && error.contains("triple-faulted"),
             "{}",
             run.describe()
         ),
         4 => assert!(
-            errors[0].contains("vcpu0") && errors[0].contains("KVM"),
+            error.contains("vcpu0") && error.contains("KVM"),
             "{}",
             run.describe()
         ),
@@ -192,21 +182,11 @@ fn an_instruction_kvm_cannot_run_is_reported_in_plain_words() {
         "{}",
         run.describe()
     );
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("microvm: error:"))
-        .collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "exactly one error line:\n{}",
-        run.describe()
-    );
+    let error = run.error_line();
     if host_has_hw_virt() {
         eprintln!("host has VT-x/AMD-V: int3 with an empty IDT must triple-fault");
         assert_eq!(run.code(), 3, "{}", run.describe());
-        assert!(errors[0].contains("triple-faulted"), "{}", run.describe());
+        assert!(error.contains("triple-faulted"), "{}", run.describe());
     } else {
         eprintln!("host has no VT-x/AMD-V (KVM emulates guest kernel code): expecting an emulation failure report");
         assert_eq!(run.code(), 4, "{}", run.describe());
@@ -218,7 +198,7 @@ fn an_instruction_kvm_cannot_run_is_reported_in_plain_words() {
             "instruction bytes cc",
         ] {
             assert!(
-                errors[0].contains(needle),
+                error.contains(needle),
                 "missing '{needle}':\n{}",
                 run.describe()
             );

@@ -162,16 +162,7 @@ fn command_line_too_long() {
 #[test]
 fn no_dev_kvm() {
     // A private mount namespace with an empty /dev: /dev/kvm does not exist there.
-    let bin = env!("CARGO_BIN_EXE_microvm");
-    let script = format!("mount -t tmpfs none /dev && exec {bin} --kernel {TINY_BZIMAGE}");
-    let child = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux) must be installed");
-    let run = wait_with_timeout(child, BOOT_TIMEOUT);
+    let run = run_without_dev_kvm(&format!("--kernel {TINY_BZIMAGE}"));
     assert_one_error(&run, 1, "/dev/kvm");
     assert!(run.stderr.contains("does not exist"), "{}", run.describe());
 }

@@ -41,16 +41,7 @@ fn host_check_reports_kvm_and_how_guest_code_runs() {
 
 #[test]
 fn host_check_fails_without_dev_kvm() {
-    let bin = env!("CARGO_BIN_EXE_microvm");
-    let script = format!("mount -t tmpfs none /dev && exec {bin} host-check");
-    let child = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux)");
-    let run = wait_with_timeout(child, BOOT_TIMEOUT);
+    let run = run_without_dev_kvm("host-check");
     assert_eq!(run.code(), 1, "{}", run.describe());
     assert!(
         run.stdout.contains(

@@ -125,20 +125,10 @@ fn boot_linux(kernel: &str, mp_table_kernel: bool) {
             "console never enabled:\n{}",
             run.describe()
         );
-        let errors: Vec<&str> = run
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("microvm: error:"))
-            .collect();
-        assert_eq!(
-            errors.len(),
-            1,
-            "one plain-words error line:\n{}",
-            run.describe()
-        );
+        let error = run.error_line();
         assert!(
-            errors[0].contains("KVM could not emulate a guest instruction")
-                && errors[0].contains("instruction bytes"),
+            error.contains("KVM could not emulate a guest instruction")
+                && error.contains("instruction bytes"),
             "{}",
             run.describe()
         );

@@ -112,15 +112,9 @@ fn a_stacked_filter_makes_microvm_refuse_to_run_the_guest() {
         "the guest must not run:\n{}",
         run.describe()
     );
-    let errors: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("microvm: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", run.describe());
+    let error = run.error_line();
     assert!(
-        errors[0].contains("2 stacked seccomp filters")
-            && errors[0].contains("refusing to run the guest"),
+        error.contains("2 stacked seccomp filters") && error.contains("refusing to run the guest"),
         "{}",
         run.describe()
     );

@@ -18,11 +18,7 @@ fn boots_as_nobody_with_only_group_access_to_dev_kvm() {
          exec setpriv --reuid=65534 --regid=65534 --groups={gid} --no-new-privs \
            {bin} --kernel {TINY_BZIMAGE} --cpus 2 --cmdline 'console=ttyS0 tiny.cpus=2'"
     );
-    let child = microvm_in(
-        "unshare",
-        &["--mount", "--propagation", "private", "sh", "-c", &script],
-    );
-    let run = wait_with_timeout(child, BOOT_TIMEOUT);
+    let run = run_in_mount_namespace(&script);
     run.assert_pass();
     assert!(
         run.stdout.contains("tiny: smp: 2 of 2 cpus online"),
@@ -39,11 +35,7 @@ fn without_the_group_the_refusal_is_one_clear_line() {
          mknod -m 0660 /dev/kvm c 10 232; chgrp 4242 /dev/kvm; \
          exec setpriv --reuid=65534 --regid=65534 --clear-groups {bin} --kernel {TINY_BZIMAGE}"
     );
-    let child = microvm_in(
-        "unshare",
-        &["--mount", "--propagation", "private", "sh", "-c", &script],
-    );
-    let run = wait_with_timeout(child, BOOT_TIMEOUT);
+    let run = run_in_mount_namespace(&script);
     assert_eq!(run.code(), 1, "{}", run.describe());
     let errors: Vec<&str> = run.stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{}", run.describe());
@@ -52,15 +44,4 @@ fn without_the_group_the_refusal_is_one_clear_line() {
         "{}",
         run.describe()
     );
-}
-
-/// Spawns `program args` with microvm's usual pipes.
-fn microvm_in(program: &str, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("unshare and setpriv (util-linux) must be installed")
 }

@@ -54,6 +54,22 @@ impl Run {
         )
     }
 
+    /// The one `microvm: error:` line on stderr (panics unless there is exactly one).
+    pub fn error_line(&self) -> &str {
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("microvm: error:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "exactly one error line expected:\n{}",
+            self.describe()
+        );
+        errors[0]
+    }
+
     /// Asserts the guest's PASS report and a clean exit.
     pub fn assert_pass(&self) {
         assert!(
@@ -176,4 +192,23 @@ impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Runs `sh -c script` in a private mount namespace (util-linux `unshare`), with
+/// microvm's usual pipes: the script may mount over /dev without touching the host's.
+pub fn run_in_mount_namespace(script: &str) -> Run {
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) must be installed");
+    wait_with_timeout(child, BOOT_TIMEOUT)
+}
+
+/// Runs microvm with `args` where /dev is an empty tmpfs, so /dev/kvm does not exist.
+pub fn run_without_dev_kvm(args: &str) -> Run {
+    let bin = env!("CARGO_BIN_EXE_microvm");
+    run_in_mount_namespace(&format!("mount -t tmpfs none /dev && exec {bin} {args}"))
 }
