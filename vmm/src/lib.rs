@@ -146,6 +146,8 @@ fn stop_vcpus(ctl: &vcpu::VmControl, handles: Vec<vcpu::VcpuHandle>) {
     ctl.stop.store(true, Ordering::Release);
     let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
     let sig = vmm_sys_util::signal::SIGRTMIN();
+    // A kicked vCPU leaves KVM_RUN within microseconds: poll quickly at first, then back off.
+    let mut pause = Duration::from_micros(20);
     loop {
         let mut running = 0;
         for h in handles
@@ -159,7 +161,8 @@ fn stop_vcpus(ctl: &vcpu::VmControl, handles: Vec<vcpu::VcpuHandle>) {
         if running == 0 || Instant::now() >= deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
     for h in handles {
         if h.finished.load(Ordering::Acquire) {
