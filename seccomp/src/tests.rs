@@ -236,12 +236,13 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
     let kvm_run = |fd: u64| SeccompData::new(SYS_ioctl, [fd, ioctls::KVM_RUN(), 0, 0, 0, 0]);
     let pinned = prog(ThreadKind::Vcpu, Mode::Kill);
     let v = simulate(&pinned, &kvm_run(VCPU_FD as u64));
-    // LD arch, JEQ arch, LD nr, JEQ ioctl, JA (enter rule), LD arg1, JEQ, LD arg0, JEQ, RET.
+    // LD arch, JEQ arch, LD nr, JEQ ioctl (folded: jumps straight into the rule), LD arg1,
+    // JEQ, LD arg0, JEQ, RET.
     assert_eq!(
         v,
         Verdict::Return {
             value: SECCOMP_RET_ALLOW,
-            executed: 10
+            executed: 9
         }
     );
     assert!(!simulate(&pinned, &kvm_run(VCPU_FD as u64 + 1)).allows());
@@ -255,11 +256,12 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
         v,
         Verdict::Return {
             value: SECCOMP_RET_ALLOW,
-            executed: 8
+            executed: 7
         }
     );
 
-    // seccompiler's own ascending order tests the 10 syscalls below 16 first (2 insns each).
+    // seccompiler's own ascending order tests the 10 syscalls below 16 first (one folded JEQ
+    // each, two before the fold).
     let rules = rules(ThreadKind::Vcpu, &ctx());
     let plain = compile::build_ordered(ThreadKind::Vcpu, &rules, Mode::Kill, &[]).unwrap();
     let v = simulate(&plain, &kvm_run(VCPU_FD as u64));
@@ -267,7 +269,7 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
         v,
         Verdict::Return {
             value: SECCOMP_RET_ALLOW,
-            executed: 30
+            executed: 19
         }
     );
     assert_eq!(plain.len(), pinned.len());
@@ -303,6 +305,58 @@ fn reordering_keeps_every_decision() {
                 simulate(&hot, &d).action(),
                 "{nr} {args:x?}"
             );
+        }
+    }
+}
+
+#[test]
+fn folding_jump_trampolines_keeps_every_decision_and_saves_instructions() {
+    let values = [
+        0,
+        1,
+        2,
+        4,
+        6,
+        7,
+        8,
+        0x22,
+        0x80,
+        0x89,
+        0x109,
+        0xae80,
+        0x5401,
+        u64::MAX,
+    ];
+    for kind in ThreadKind::all() {
+        for mode in [Mode::Kill, Mode::Log] {
+            let folded = prog(*kind, mode);
+            // Undo the fold: seccompiler's `Jxx k, 0, 1; JA; JA` shape everywhere.
+            let mut unfolded = folded.clone();
+            for pc in 0..unfolded.len().saturating_sub(2) {
+                let (c, a, b) = (&unfolded[pc], &unfolded[pc + 1], &unfolded[pc + 2]);
+                let cond = c.code & 0x07 == 0x05 && c.code & 0xf0 != 0;
+                if cond
+                    && a.code == 0x05
+                    && b.code == 0x05
+                    && u32::from(c.jt) == 1 + a.k
+                    && u32::from(c.jf) == 2 + b.k
+                {
+                    unfolded[pc].jt = 0;
+                    unfolded[pc].jf = 1;
+                }
+            }
+            assert_ne!(folded, unfolded, "{kind}: nothing was folded");
+            let mut saved = 0usize;
+            for nr in 0..=462 {
+                for (i, v) in values.iter().enumerate() {
+                    let args = [VCPU_FD as u64, *v, values[(i + 3) % values.len()], 0, 0, *v];
+                    let d = SeccompData::new(nr, args);
+                    let (f, u) = (simulate(&folded, &d), simulate(&unfolded, &d));
+                    assert_eq!(f.action(), u.action(), "{kind} {mode} {nr} {args:x?}");
+                    saved += u.executed().unwrap_or(0) - f.executed().unwrap_or(0);
+                }
+            }
+            assert!(saved > 0, "{kind} {mode}: the fold saved nothing");
         }
     }
 }
