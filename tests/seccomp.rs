@@ -12,8 +12,21 @@ use common::*;
 const REPORT: &str = "made a forbidden system call: getppid (110)";
 
 fn hook(thread: &str, seccomp: &str) -> Run {
-    let extra = format!("tiny.test=seccomp-hook tiny.hook.thread={thread}");
-    boot(TINY_BZIMAGE, 2, seccomp, &extra)
+    let cmdline =
+        format!("console=ttyS0 reboot=k tiny.test=seccomp-hook tiny.hook.thread={thread}");
+    // virtio-rng on: the device-thread case needs it, the others ignore it.
+    run(&[
+        "--kernel",
+        TINY_BZIMAGE,
+        "--cpus",
+        "2",
+        "--seccomp",
+        seccomp,
+        "--rng",
+        "on",
+        "--cmdline",
+        &cmdline,
+    ])
 }
 
 fn check_hook(thread: &str, kind: &str) {
@@ -53,6 +66,11 @@ fn hook_on_the_vcpu_thread() {
 #[test]
 fn hook_on_the_vmm_thread() {
     check_hook("vmm", "vmm");
+}
+
+#[test]
+fn hook_on_a_device_thread() {
+    check_hook("virtio-rng0", "rng");
 }
 
 #[test]

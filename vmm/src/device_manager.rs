@@ -342,6 +342,8 @@ pub fn spawn(dev: AttachedDevice, filter: Option<seccomp::BpfProgram>) -> Result
                     log::error!("{name}: event loop failed: {e:?}; device stopped");
                     break;
                 }
+                #[cfg(feature = "test-hooks")]
+                crate::vcpu::test_hook::on_device_wakeup(&name);
             }
         })
         .map_err(|source| Error::Spawn {

@@ -311,8 +311,15 @@ pub mod test_hook {
     const SELF: u8 = 1;
     /// Guest writes this: the vmm thread makes the call when it next wakes up.
     const VMM: u8 = 2;
+    /// Guest writes this: the next virtio device thread to wake up (on the guest's next
+    /// queue notify) makes the call.
+    const DEVICE: u8 = 3;
+    /// Status bits the guest reads back.
+    const VMM_DID: u8 = 1;
+    const DEVICE_DID: u8 = 2;
 
     static VMM_PENDING: AtomicBool = AtomicBool::new(false);
+    static DEVICE_PENDING: AtomicBool = AtomicBool::new(false);
     static VMM_DONE: AtomicU8 = AtomicU8::new(0);
     static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -321,7 +328,8 @@ pub mod test_hook {
         WAKE_FD.store(fd, Ordering::Release);
     }
 
-    /// What the guest reads: 1 once the vmm thread made its call, else 0.
+    /// What the guest reads: bit 0 once the vmm thread made its call, bit 1 once a device
+    /// thread did.
     pub(crate) fn status() -> u8 {
         VMM_DONE.load(Ordering::Acquire)
     }
@@ -336,6 +344,7 @@ pub mod test_hook {
                 // SAFETY: writes 8 bytes from a local u64 to the exit eventfd (or fails on -1).
                 unsafe { libc::write(fd, (&1u64 as *const u64).cast(), 8) };
             }
+            Some(DEVICE) => DEVICE_PENDING.store(true, Ordering::Release),
             other => log::warn!("test hook: unknown request {other:?}"),
         }
     }
@@ -344,7 +353,15 @@ pub mod test_hook {
     pub(crate) fn on_vmm_wakeup() {
         if VMM_PENDING.swap(false, Ordering::AcqRel) {
             forbidden_call("vmm");
-            VMM_DONE.store(1, Ordering::Release);
+            VMM_DONE.fetch_or(VMM_DID, Ordering::AcqRel);
+        }
+    }
+
+    /// Runs a pending device-side request; called by each device thread after it woke up.
+    pub(crate) fn on_device_wakeup(thread: &str) {
+        if DEVICE_PENDING.swap(false, Ordering::AcqRel) {
+            forbidden_call(thread);
+            VMM_DONE.fetch_or(DEVICE_DID, Ordering::AcqRel);
         }
     }
 
