@@ -12,7 +12,7 @@ use virtio_bindings::virtio_blk::*;
 use virtio_queue::Queue;
 use vm_memory::{Address, Bytes, GuestAddress};
 
-use super::queue::{self, ChainError, Desc};
+use super::queue::{self, Desc};
 use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1};
 
 /// Sector size of the virtio-blk protocol.
@@ -191,39 +191,30 @@ impl VirtioDevice for Block {
         mem: &Mem,
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
-        let Some(q) = queues.get_mut(index) else {
-            return Ok(false);
-        };
-        let mut used = false;
-        while let Some(req) = queue::pop(q, mem)? {
-            let len = match req.descs {
-                Err(e @ ChainError::Loop) | Err(e) => {
+        queue::serve(queues, index, mem, |req| match req.descs {
+            Err(e) => {
+                log.warn(format_args!(
+                    "request {}: {e}: completed without status",
+                    req.head
+                ));
+                0
+            }
+            Ok(descs) => match self.handle(mem, &descs) {
+                Ok((status, written)) => {
+                    if status != VIRTIO_BLK_S_OK as u8 {
+                        log.warn(format_args!("request {}: status {status}", req.head));
+                    }
+                    written
+                }
+                Err(why) => {
                     log.warn(format_args!(
-                        "request {}: {e}: completed without status",
+                        "request {}: {why}: completed without status",
                         req.head
                     ));
                     0
                 }
-                Ok(descs) => match self.handle(mem, &descs) {
-                    Ok((status, written)) => {
-                        if status != VIRTIO_BLK_S_OK as u8 {
-                            log.warn(format_args!("request {}: status {status}", req.head));
-                        }
-                        written
-                    }
-                    Err(why) => {
-                        log.warn(format_args!(
-                            "request {}: {why}: completed without status",
-                            req.head
-                        ));
-                        0
-                    }
-                },
-            };
-            queue::complete(q, mem, req.head, len)?;
-            used = true;
-        }
-        Ok(used)
+            },
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::Bytes;
 
 use super::queue;
 use super::tap::{Tap, VNET_HDR_LEN};
@@ -134,35 +134,29 @@ impl Net {
                     break;
                 }
             };
-            let mut written = 0usize;
-            match req.descs {
+            let written = match req.descs {
                 Err(e) => {
                     log.warn(format_args!("rx buffer {}: {e}: frame dropped", req.head));
+                    0
                 }
                 Ok(descs) => {
-                    for d in descs.iter().filter(|d| d.writable) {
-                        let take = (d.len as usize).min(n - written);
-                        if take == 0 {
-                            break;
-                        }
-                        let addr = GuestAddress(d.addr.0);
-                        if mem
-                            .write_slice(&self.buf[written..written + take], addr)
-                            .is_err()
-                        {
+                    let frame = &self.buf[..n];
+                    let written = queue::fill_writable(&descs, n, |addr, from, len| {
+                        if mem.write_slice(&frame[from..from + len], addr).is_err() {
                             log.warn(format_args!("rx buffer {} outside RAM", req.head));
-                            break;
+                            return 0;
                         }
-                        written += take;
-                    }
+                        len
+                    });
                     if written < n {
                         log.warn(format_args!(
                             "rx buffer {} too small: frame truncated",
                             req.head
                         ));
                     }
+                    written
                 }
-            }
+            };
             queue::complete(q, mem, req.head, written as u32)?;
             used = true;
         }

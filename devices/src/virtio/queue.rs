@@ -89,6 +89,51 @@ pub fn complete(queue: &mut Queue, mem: &Mem, head: u16, len: u32) -> Result<(),
         .map_err(|e| QueueError::Rings(e.to_string()))
 }
 
+/// Serves every available request of queue `index`: `handle` gets each request and returns
+/// the number of bytes it wrote into the request's buffers, which goes to the used ring.
+/// Returns whether anything was used (an interrupt is due); a missing queue serves nothing.
+pub fn serve(
+    queues: &mut [Queue],
+    index: usize,
+    mem: &Mem,
+    mut handle: impl FnMut(Request) -> u32,
+) -> Result<bool, QueueError> {
+    let Some(q) = queues.get_mut(index) else {
+        return Ok(false);
+    };
+    let mut used = false;
+    while let Some(req) = pop(q, mem)? {
+        let head = req.head;
+        let len = handle(req);
+        complete(q, mem, head, len)?;
+        used = true;
+    }
+    Ok(used)
+}
+
+/// Fills a chain's device-writable descriptors in order with at most `limit` bytes:
+/// `copy(addr, offset, len)` writes `len` bytes (from `offset` of the data) at guest `addr`
+/// and returns how many it wrote; a short copy ends the fill. Returns the bytes written.
+pub fn fill_writable(
+    descs: &[Desc],
+    limit: usize,
+    mut copy: impl FnMut(GuestAddress, usize, usize) -> usize,
+) -> usize {
+    let mut written = 0usize;
+    for d in descs.iter().filter(|d| d.writable) {
+        let want = (d.len as usize).min(limit - written);
+        if want == 0 {
+            break;
+        }
+        let got = copy(d.addr, written, want);
+        written += got;
+        if got < want {
+            break;
+        }
+    }
+    written
+}
+
 /// Walks the chain starting at `head` in a table of `size` descriptors.
 pub fn walk(mem: &Mem, table: GuestAddress, size: u16, head: u16) -> Result<Vec<Desc>, ChainError> {
     let mut out = Vec::new();

@@ -69,34 +69,18 @@ impl VirtioDevice for Rng {
         mem: &Mem,
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
-        let Some(q) = queues.get_mut(index) else {
-            return Ok(false);
-        };
-        let mut used = false;
-        while let Some(req) = queue::pop(q, mem)? {
-            let mut written = 0usize;
-            match req.descs {
-                Err(e) => {
-                    log.warn(format_args!("request {}: {e}", req.head));
-                }
-                Ok(descs) => {
-                    for d in descs.iter().filter(|d| d.writable) {
-                        let want = (d.len as usize).min(MAX_PER_REQUEST - written);
-                        if want == 0 {
-                            break;
-                        }
-                        let got = self.fill(mem, d.addr, want);
-                        written += got;
-                        if got < want {
-                            break;
-                        }
-                    }
-                }
+        queue::serve(queues, index, mem, |req| match req.descs {
+            Err(e) => {
+                log.warn(format_args!("request {}: {e}", req.head));
+                0
             }
-            queue::complete(q, mem, req.head, written as u32)?;
-            used = true;
-        }
-        Ok(used)
+            Ok(descs) => {
+                let written = queue::fill_writable(&descs, MAX_PER_REQUEST, |addr, _, len| {
+                    self.fill(mem, addr, len)
+                });
+                written as u32
+            }
+        })
     }
 }
 
