@@ -17,9 +17,15 @@ impl Log for StderrLogger {
             return;
         }
         let thread = std::thread::current();
-        // The process's first thread is renamed `vmm` with prctl; std still calls it main.
+        // The process's first thread is renamed `vmm` with prctl (until then it is named
+        // after the executable), or like its device in a device process (`virtio-blk0`,
+        // --isolate devices); std still calls it main.
+        let first;
         let name = match thread.name() {
-            Some("main") | None => "vmm",
+            Some("main") | None => {
+                first = first_thread_name().filter(|n| n.starts_with("virtio-"));
+                first.as_deref().unwrap_or("vmm")
+            }
             Some(n) => n,
         };
         let level = match record.level() {
@@ -34,6 +40,17 @@ impl Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// The calling thread's comm (PR_GET_NAME, which every filter allows), if readable.
+fn first_thread_name() -> Option<String> {
+    let mut buf = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included, into `buf`.
+    if unsafe { libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..len]).ok().map(str::to_string)
 }
 
 static LOGGER: StderrLogger = StderrLogger;

@@ -14,11 +14,12 @@ static TINY_BZIMAGE: &[u8] = include_bytes!(env!("MICROVM_TINY_BZIMAGE"));
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0    the guest reset or shut down the machine
+  0    the guest reset, powered off or shut down the machine
   1    bad input or a set-up error (one error line on stderr)
   2    bad command-line usage
   3    the guest triple-faulted
   4    KVM could not run the guest (emulation failure, failed entry, unexpected exit)
+  5    a thread could not install its seccomp filter; the guest did not run (one error line)
   130  stopped by SIGINT;  143  stopped by SIGTERM;  129  stopped by SIGHUP
   148  a thread made a forbidden system call under --seccomp true (one report line on stderr
        names the thread, the call and its arguments; rerun with --seccomp log to list all)";
@@ -69,27 +70,108 @@ struct Cli {
     log_level: LogLevel,
 
     /// virtio-blk disk on a raw image whose size is a multiple of 512 (repeatable):
-    /// path=FILE[,readonly=on].
-    #[arg(long, value_name = "path=FILE[,readonly=on]")]
+    /// path=FILE[,readonly=on][,bw=BYTES][,ops=N]. bw= and ops= are token-bucket rate
+    /// limits per second (suffix K, M or G = x1024; 0 = unlimited): requests wait in the
+    /// queue until they fit.
+    #[arg(long, value_name = "path=FILE[,readonly=on][,bw=BYTES][,ops=N]")]
     disk: Vec<vmm::DiskConfig>,
 
     /// virtio-net device on an existing TAP interface (repeatable):
-    /// tap=NAME[,mac=aa:bb:cc:dd:ee:ff].
-    #[arg(long, value_name = "tap=NAME[,mac=MAC]")]
+    /// tap=NAME[,mac=aa:bb:cc:dd:ee:ff][,bw=BYTES]. bw= limits tx and rx each to BYTES of
+    /// Ethernet frames per second (token bucket; suffix K, M or G = x1024; 0 = unlimited).
+    #[arg(long, value_name = "tap=NAME[,mac=MAC][,bw=BYTES]")]
     net: Vec<vmm::NetConfig>,
 
     /// virtio-rng entropy device.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
-    rng: String,
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    rng: OnOff,
+
+    /// ACPI tables (MADT, DSDT with every device, power-off): what stock distribution
+    /// kernels need. off = CPUs in the MP table only, virtio devices on the command line
+    /// (for kernels built without CONFIG_ACPI, with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
+    acpi: OnOff,
 
     /// Kernel entry: linux = 64-bit Linux boot protocol (bzImage or ELF vmlinux);
     /// pvh = Xen PVH entry of an ELF vmlinux with a XEN_ELFNOTE_PHYS32_ENTRY note.
-    #[arg(long, value_name = "linux|pvh", default_value = "linux")]
-    boot: vmm::BootProtocol,
+    /// Default: pvh for an ELF with that note, linux otherwise.
+    #[arg(long, value_name = "linux|pvh")]
+    boot: Option<vmm::BootProtocol>,
 
     /// Print phase timestamps (microseconds since main) on stderr at exit.
     #[arg(long)]
     timings: bool,
+
+    /// Where each virtio device runs: threads = a thread of the VMM each; devices = a
+    /// process each (named like the device), forked before it touches guest data, in its
+    /// own namespaces with an empty root, no capabilities and its own seccomp filter,
+    /// sharing only guest RAM, its disk or TAP and its eventfds with the VMM; a device
+    /// process that dies leaves its device in DEVICE_NEEDS_RESET and the VM running. Not
+    /// with --seccomp log or --jail.
+    #[arg(long, value_name = "threads|devices", default_value = "threads")]
+    isolate: vmm::Isolate,
+
+    #[command(flatten)]
+    jail: JailArgs,
+}
+
+/// `--jail` and its options (docs/security.md, "The jail").
+#[derive(clap::Args, Debug)]
+struct JailArgs {
+    /// Run the whole VMM in a jail once its files and /dev/kvm are open: new mount, PID,
+    /// IPC, UTS and network namespaces (and a user namespace for an unprivileged caller),
+    /// an empty read-only root with only /proc, another uid/gid, no capabilities, rlimits.
+    #[arg(long)]
+    jail: bool,
+
+    /// uid of the jailed VMM. Default: 65534 as root; an unprivileged caller stays itself.
+    #[arg(long, value_name = "UID", requires = "jail")]
+    jail_uid: Option<u32>,
+
+    /// gid of the jailed VMM. Default: 65534 as root; an unprivileged caller stays itself.
+    #[arg(long, value_name = "GID", requires = "jail")]
+    jail_gid: Option<u32>,
+
+    /// RLIMIT_NOFILE of the jailed VMM [default: 1024].
+    #[arg(long, value_name = "N", requires = "jail",
+          value_parser = clap::value_parser!(u64).range(64..))]
+    jail_nofile: Option<u64>,
+
+    /// RLIMIT_NPROC of the jailed VMM's uid [default: unlimited].
+    #[arg(long, value_name = "N", requires = "jail",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    jail_nproc: Option<u64>,
+
+    /// A delegated cgroup v2 directory the VMM moves into, with the limits below.
+    #[arg(long, value_name = "DIR", requires = "jail")]
+    jail_cgroup: Option<PathBuf>,
+
+    /// The cgroup's memory.max (bytes, suffix K/M/G, or max).
+    #[arg(long, value_name = "BYTES", requires = "jail_cgroup")]
+    jail_memory_max: Option<String>,
+
+    /// The cgroup's cpu.max: "QUOTA PERIOD" in microseconds, e.g. "50000 100000".
+    #[arg(long, value_name = "QUOTA PERIOD", requires = "jail_cgroup")]
+    jail_cpu_max: Option<String>,
+
+    /// The cgroup's pids.max (threads count).
+    #[arg(long, value_name = "N", requires = "jail_cgroup")]
+    jail_pids_max: Option<String>,
+}
+
+impl JailArgs {
+    fn config(self) -> Option<vmm::JailConfig> {
+        self.jail.then_some(vmm::JailConfig {
+            uid: self.jail_uid,
+            gid: self.jail_gid,
+            nofile: self.jail_nofile,
+            nproc: self.jail_nproc,
+            cgroup: self.jail_cgroup,
+            memory_max: self.jail_memory_max,
+            cpu_max: self.jail_cpu_max,
+            pids_max: self.jail_pids_max,
+        })
+    }
 }
 
 /// Subcommands; without one, microvm boots a VM.
@@ -102,6 +184,13 @@ enum Command {
     /// an `strace -f --decode-pids=comm` log against them.
     #[command(subcommand)]
     Seccomp(seccomp_cmd::SeccompCommand),
+}
+
+/// A switch: `on` or `off`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -140,10 +229,24 @@ fn main() -> ExitCode {
     match boot(cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("microvm: error: {e:#}");
+            eprintln!("microvm: error: {}", one_line(&e));
             ExitCode::from(vmm::exit::EXIT_ERROR as u8)
         }
     }
+}
+
+/// `e` and its causes on one line, each cause once: most of microvm's errors already say
+/// their cause in their own message, which `{e:#}` would repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn boot(cli: Cli) -> anyhow::Result<i32> {
@@ -177,8 +280,11 @@ fn boot(cli: Cli) -> anyhow::Result<i32> {
         seccomp: cli.seccomp,
         disks: cli.disk,
         nets: cli.net,
-        rng: cli.rng == "on",
+        rng: cli.rng == OnOff::On,
         boot: cli.boot,
+        acpi: cli.acpi == OnOff::On,
+        jail: cli.jail.config(),
+        isolate: cli.isolate,
     };
     let timings = cli.timings;
     let exit = vmm::run(&cfg);

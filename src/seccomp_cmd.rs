@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
-use vmm::seccomp::{self, FilterContext, ThreadKind};
+use vmm::seccomp::{self, ThreadKind};
 
 /// `microvm seccomp` subcommands.
 #[derive(Subcommand, Debug)]
@@ -13,7 +13,8 @@ pub enum SeccompCommand {
     /// Print each thread kind's allowed system calls with the reason for each, ioctl request
     /// names, argument conditions, BPF size and the instructions its hot calls cost.
     Print {
-        /// Only this thread kind (vmm, vcpu, ...).
+        /// Only this thread kind (vmm, vcpu, ...; `seccomp-log`: the `--seccomp log`
+        /// supervisor's filter, table format only).
         #[arg(long, value_name = "KIND")]
         thread: Option<String>,
         /// table (for people), json (seccompiler's format, for --seccomp-filter) or markdown
@@ -27,6 +28,11 @@ pub enum SeccompCommand {
     FromStrace {
         /// The strace output file.
         file: PathBuf,
+        /// microvm's stderr from the same run with `--log-level debug`: the fd maps
+        /// (`seccomp fds of THREAD: ...`) that map the trace's fd numbers to the filters'
+        /// roles, when the trace's own write(2) strings were cut (strace -s).
+        #[arg(long, value_name = "LOG")]
+        fds: Option<PathBuf>,
     },
     /// Prove the sandbox: for each thread kind, fork one child per escape system call
     /// (execve, fork/clone, socket, connect, open/openat, ptrace, process_vm_writev,
@@ -53,7 +59,7 @@ pub fn run(cmd: SeccompCommand) -> ExitCode {
     match execute(cmd) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("microvm: error: {e:#}");
+            eprintln!("microvm: error: {}", crate::one_line(&e));
             ExitCode::from(vmm::exit::EXIT_ERROR as u8)
         }
     }
@@ -63,7 +69,12 @@ fn execute(cmd: SeccompCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SeccompCommand::Check => check(),
         SeccompCommand::Print { thread, format } => {
+            let supervisor = matches!(format, Format::Table)
+                && thread
+                    .as_deref()
+                    .is_none_or(|t| t == seccomp::SUPERVISOR_THREAD);
             let kinds: Vec<ThreadKind> = match thread {
+                _ if supervisor && thread.is_some() => Vec::new(),
                 None => ThreadKind::all().to_vec(),
                 Some(name) => {
                     let kind = ThreadKind::all()
@@ -81,12 +92,13 @@ fn execute(cmd: SeccompCommand) -> anyhow::Result<ExitCode> {
                 Format::Table => kinds
                     .iter()
                     .map(|k| seccomp::docs::table(*k))
+                    .chain(supervisor.then(seccomp::docs::supervisor_table))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 Format::Json => {
                     let filters: Vec<_> = kinds
                         .iter()
-                        .map(|k| (*k, seccomp::builtin_rules(*k, &FilterContext::default())))
+                        .map(|k| (*k, seccomp::builtin_symbolic_rules(*k)))
                         .collect();
                     seccomp::json::to_json(&filters)
                 }
@@ -95,10 +107,15 @@ fn execute(cmd: SeccompCommand) -> anyhow::Result<ExitCode> {
             emit(&out);
             Ok(ExitCode::SUCCESS)
         }
-        SeccompCommand::FromStrace { file } => {
+        SeccompCommand::FromStrace { file, fds } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let report = seccomp::strace::analyze(&text);
+            let log = fds
+                .map(|f| {
+                    std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))
+                })
+                .transpose()?;
+            let report = seccomp::strace::analyze_with_fds(&text, log.as_deref());
             if report.threads.is_empty() {
                 anyhow::bail!(
                     "{}: no strace lines of the form `PID<comm> syscall(...) = ...` (record with strace -f --decode-pids=comm -o FILE)",

@@ -12,6 +12,10 @@ mod floor;
 mod json;
 #[path = "../benches/bench/launch.rs"]
 mod launch;
+#[path = "../benches/bench/linux.rs"]
+mod linux;
+#[path = "../benches/bench/linux_report.rs"]
+mod linux_report;
 #[path = "../benches/bench/report.rs"]
 mod report;
 #[path = "../benches/bench/run.rs"]
@@ -37,6 +41,7 @@ fn required_measured() -> Vec<String> {
         "startup.timings.vcpus_started",
         "startup.timings.first_kvm_run",
         "startup.timings.guest_exit",
+        "startup.timings.threads_joined",
         "startup.timings.teardown",
         "rss.peak.mem128.cpus1",
         "rss.peak.mem1024.cpus1",
@@ -120,6 +125,13 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
     }
     if let Some(q) = qemu_expected {
         assert_eq!(status("qemu-microvm") == Some("measured"), q, "{text}");
+    }
+    // The Linux section is listed, run or skipped with a reason.
+    let linux = doc.get("linux").expect("a linux member");
+    match linux.get("status").and_then(Value::as_str) {
+        Some("skipped") => assert!(linux.get("reason").and_then(Value::as_str).is_some()),
+        Some("measured") => assert!(linux.get("peers").and_then(Value::as_array).is_some()),
+        other => panic!("linux status {other:?}"),
     }
 
     let figs = doc
@@ -234,9 +246,184 @@ fn stats_and_json_round_trip() {
         json::string("x\"y\n")
     );
     let v = json::parse(&doc).expect("parses");
-    assert_eq!(
-        v.get("a").and_then(Value::as_array).map(<[Value]>::len),
-        Some(2)
-    );
+    assert_eq!(v.get("a").and_then(Value::as_array).map(Vec::len), Some(2));
     assert!(json::parse("{\"a\": }").is_err());
+}
+
+/// A console as the stock kernel and the scenario init print it (shortened).
+const CONSOLE: &str = "[    0.000000] Linux version 6.1.0-57-cloud-amd64\n\
+[   10.900124] Run /init as init process\n\
+MVTEST init=start\n\
+MVTEST cpus=2 online=0-1\n\
+MVTEST virtio=blk,net,rng\n\
+MVTEST end=info rc=0\n\
+[   15.614540] reboot: Power down\n";
+
+#[test]
+fn linux_section_parses_boot_timer_lines_and_consoles() {
+    use linux_report::*;
+    let line = "@@LINUX round=1 peer=microvm BOOTTIME marker_ns=11500000000 exit_ns=16250000000 status=0 maxrss_kib=40000 utime_us=250000 stime_us=750000";
+    let t = parse_boottime(line).expect("parses");
+    assert_eq!(
+        (t.marker_ns, t.exit_ns, t.status),
+        (Some(11_500_000_000), 16_250_000_000, 0)
+    );
+    let never = parse_boottime(
+        "BOOTTIME marker_ns=-1 exit_ns=5 status=9 maxrss_kib=1 utime_us=0 stime_us=0",
+    );
+    assert_eq!(never.map(|t| (t.marker_ns, t.status)), Some((None, 9)));
+    assert!(parse_boottime("BOOTTIME exit_ns=5").is_none());
+    assert_eq!(printk_time(CONSOLE, RUN_INIT), Some(10.900124));
+    let b = boot_of(&t, CONSOLE).expect("a good boot");
+    assert_eq!(
+        (b.init_ms, b.exit_ms, b.guest_init_s, b.cpu_ms),
+        (11500.0, 16250.0, 10.900124, 1000.0)
+    );
+    // What does not count: a failed exit, a missing device, the marker not first, a kill.
+    assert!(boot_of(
+        &BootTime {
+            status: 1 << 8,
+            ..t
+        },
+        CONSOLE
+    )
+    .unwrap_err()
+    .contains("exit code 1"));
+    assert!(boot_of(&BootTime { status: 9, ..t }, CONSOLE)
+        .unwrap_err()
+        .contains("signal 9"));
+    let no_net = CONSOLE.replace("blk,net,rng", "blk,rng");
+    assert!(boot_of(&t, &no_net).unwrap_err().contains("virtio net"));
+    let late = CONSOLE
+        .replace("MVTEST init=start\n", "")
+        .replace("MVTEST end", "MVTEST init=start\nMVTEST end");
+    assert!(boot_of(&t, &late).is_err());
+}
+
+#[test]
+fn linux_section_script_json_and_figures_have_their_shape() {
+    use linux::{LinuxOutcome, LinuxPeer};
+    let jobs = [
+        (0, LinuxPeer::Qemu),
+        (0, LinuxPeer::Microvm),
+        (1, LinuxPeer::Microvm),
+        (1, LinuxPeer::Qemu),
+    ];
+    let sh = linux::script(&jobs, 1);
+    let syntax = std::process::Command::new("sh")
+        .args(["-n", "-c", &sh])
+        .status()
+        .expect("sh -n");
+    assert!(syntax.success(), "the script does not parse:\n{sh}");
+    let job_lines: Vec<&str> = sh.lines().filter(|l| l.starts_with("job ")).collect();
+    assert_eq!(job_lines.len(), 4, "{sh}");
+    assert!(
+        job_lines[0].starts_with("job 0 qemu-microvm 1 '/usr/bin/qemu-system-x86_64 -M microvm"),
+        "{sh}"
+    );
+    assert!(
+        job_lines[2].starts_with("job 1 microvm 0 '/bin/microvm --kernel"),
+        "{sh}"
+    );
+    for peer in [LinuxPeer::Microvm, LinuxPeer::Qemu] {
+        let c = peer.command();
+        for same in [
+            "bzImage-cloud",
+            "initramfs-cloud.cpio.gz",
+            "blank.img",
+            "tap0",
+            "\"$CL\"",
+        ] {
+            assert!(c.contains(same), "{c} lacks {same}");
+        }
+    }
+
+    // Collect from a script's stdout and kept consoles: one warm-up and one recorded round.
+    let dir = std::env::temp_dir().join(format!("microvm-bench-linux-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+    for name in ["r0-microvm", "r1-microvm", "r0-qemu-microvm"] {
+        std::fs::write(dir.join("logs").join(format!("{name}.out")), CONSOLE).expect("console");
+    }
+    let ok = "BOOTTIME marker_ns=11500000000 exit_ns=16250000000 status=0 maxrss_kib=40000 utime_us=250000 stime_us=750000";
+    let stdout = format!(
+        "@@LINUX host 6.1.0 cpus=2\n@@LINUX round=0 peer=microvm {ok}\n@@LINUX round=0 peer=qemu-microvm {}\n\
+         @@LINUX round=1 peer=microvm {ok}\n@@LINUX round=1 peer=qemu-microvm skipped\n",
+        ok.replace("status=0", "status=256")
+    );
+    let mut out = LinuxOutcome {
+        status: Ok("in the nested host".into()),
+        rounds: 1,
+        warmup: 1,
+        peers: vec![
+            (LinuxPeer::Microvm, Ok("microvm".into())),
+            (LinuxPeer::Qemu, Ok("qemu".into())),
+            (
+                LinuxPeer::Firecracker,
+                Err("firecracker is not on PATH".into()),
+            ),
+        ],
+        runs: Vec::new(),
+        logs: dir.clone(),
+        load: "load average: 1.00".into(),
+    };
+    linux_report::collect(&mut out, &stdout, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.runs.len(), 2, "{:?}", out.runs);
+    assert_eq!(
+        out.peers[0].1,
+        Ok("microvm".to_string()),
+        "no boot of microvm failed"
+    );
+    assert!(
+        out.peers[1]
+            .1
+            .as_ref()
+            .is_err_and(|e| e.contains("every boot failed; first, warm-up: VMM exit code 1")),
+        "{:?}",
+        out.peers
+    );
+    let figs = linux_report::figures(&out);
+    let names = [
+        "linux.boot.exec_to_init",
+        "linux.boot.exec_to_exit",
+        "linux.boot.guest_run_init",
+        "linux.boot.exec_to_guest_clock",
+    ];
+    for name in names {
+        for peer in ["microvm", "qemu-microvm", "firecracker"] {
+            let f = figs.iter().find(|f| f.name == name && f.peer == peer);
+            let f = f.unwrap_or_else(|| panic!("{name} of {peer} missing"));
+            assert_eq!(f.value.is_ok(), peer == "microvm", "{f:?}");
+        }
+    }
+    let init = figs
+        .iter()
+        .find(|f| f.name == names[0] && f.peer == "microvm")
+        .expect("init");
+    assert_eq!(init.value.as_ref().map(|s| s.median).ok(), Some(11500.0));
+    let clock = figs
+        .iter()
+        .find(|f| f.name == names[3] && f.peer == "microvm");
+    let clock = clock.and_then(|f| f.value.as_ref().ok()).map(|s| s.median);
+    assert!(
+        clock.is_some_and(|c| (c - 599.876).abs() < 1e-6),
+        "{clock:?}"
+    );
+    let table = linux_report::table(&out, &figs);
+    assert!(
+        table.contains("firecracker    SKIPPED: firecracker is not on PATH"),
+        "{table}"
+    );
+    for member in [linux_report::json_member(&out), {
+        out.status = Err("not requested".into());
+        linux_report::json_member(&out)
+    }] {
+        let doc = format!("{{\n{}  \"x\": 1\n}}", member);
+        let v = json::parse(&doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
+        assert!(
+            v.get("linux").and_then(|l| l.get("status")).is_some(),
+            "{doc}"
+        );
+    }
+    assert!(linux_report::figures(&out).is_empty());
 }

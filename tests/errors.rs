@@ -168,3 +168,21 @@ fn no_dev_kvm() {
 }
 
 // No permission on /dev/kvm: tests/unprivileged.rs (run as nobody without the kvm group).
+
+#[test]
+fn a_disk_image_in_use_is_refused_read_only_ones_are_shared() {
+    let dir = scratch("disk-lock");
+    let image = write_file(&dir, "disk.img", &[0u8; 4096]);
+    let rw = format!("path={image}");
+    let ro = format!("path={image},readonly=on");
+    let run = run(&["--disk", &rw, "--disk", &rw, "--rng", "off"]);
+    assert_one_error(
+        &run,
+        1,
+        "is in use: another VM (or another --disk of this one) holds its lock",
+    );
+    let run = common::run(&["--disk", &ro, "--disk", &rw, "--rng", "off"]);
+    assert_one_error(&run, 1, "holds its lock");
+    let run = common::run(&["--disk", &ro, "--disk", &ro, "--rng", "off"]);
+    run.assert_pass();
+}

@@ -434,3 +434,42 @@ fn a_deleted_tap_stops_its_queues_not_the_vmm() {
     );
     assert!(!r.stderr.contains("panicked"), "{}", r.describe());
 }
+
+#[test]
+fn closed_std_fds_never_turn_a_disk_image_into_stderr() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("closed-std-fds");
+    let image = write_file(&dir, "disk.img", &[0u8; 64 * 1024]);
+    let disk = format!("path={image}");
+    let mut cmd = microvm();
+    // Without fds 0-2, the kernel memfd, the image or /dev/kvm would become stdout/stderr and
+    // get the guest's console and microvm's log lines. Rust's runtime opens /dev/null on
+    // closed standard fds before main; this checks that it stays that way.
+    cmd.args(["--disk", &disk, "--log-level", "info", "--rng", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe close() calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for fd in 0..3 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn microvm");
+    let deadline = std::time::Instant::now() + BOOT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "microvm did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let after = std::fs::read(&image).unwrap();
+    assert!(after.iter().all(|&b| b == 0), "the image was written to");
+}

@@ -63,10 +63,64 @@ fn pvh_passes_the_initramfs_as_a_module() {
 }
 
 #[test]
-fn the_default_entry_of_an_elf_is_the_64_bit_one() {
+fn an_elf_with_a_pvh_note_boots_pvh_by_default_and_linux_when_forced() {
     let r = boot(TINY_VMLINUX, 1, "true", "");
     r.assert_pass();
+    assert!(
+        r.stdout.contains("tiny: boot: PVH entry"),
+        "{}",
+        r.describe()
+    );
+    let r = run(&["--kernel", TINY_VMLINUX, "--boot", "linux", "--rng", "off"]);
+    r.assert_pass();
     assert!(!r.stdout.contains("boot: PVH"), "{}", r.describe());
+}
+
+/// The tiny ELF with its XEN_ELFNOTE_PHYS32_ENTRY note turned into an unknown note type.
+fn elf_without_pvh_note() -> String {
+    let mut elf = std::fs::read(TINY_VMLINUX).unwrap();
+    // Note header: namesz = 4, descsz, type = 18, then "Xen\0".
+    let at = elf
+        .windows(8)
+        .enumerate()
+        .position(|(i, w)| {
+            w == [18, 0, 0, 0, b'X', b'e', b'n', 0] && elf[i - 8..i - 4] == [4, 0, 0, 0]
+        })
+        .expect("the tiny ELF has a Xen PVH note");
+    elf[at] = 0x7f;
+    let dir = scratch("elf-no-pvh");
+    write_file(&dir, "vmlinux", &elf)
+}
+
+#[test]
+fn an_elf_without_a_pvh_note_boots_its_64_bit_entry() {
+    let elf = elf_without_pvh_note();
+    let r = run(&["--kernel", &elf, "--rng", "off"]);
+    r.assert_pass();
+    assert!(!r.stdout.contains("boot: PVH"), "{}", r.describe());
+    let r = run(&["--kernel", &elf, "--boot", "pvh", "--rng", "off"]);
+    assert_eq!(r.code(), 1, "{}", r.describe());
+    assert!(
+        r.error_line().contains("no XEN_ELFNOTE_PHYS32_ENTRY"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn an_elf_entry_outside_its_segments_is_refused() {
+    let mut elf = std::fs::read(TINY_VMLINUX).unwrap();
+    elf[24..32].copy_from_slice(&0x700_0000u64.to_le_bytes());
+    let dir = scratch("elf-bad-entry");
+    let path = write_file(&dir, "vmlinux", &elf);
+    let r = run(&["--kernel", &path, "--boot", "linux", "--rng", "off"]);
+    assert_eq!(r.code(), 1, "{}", r.describe());
+    assert!(
+        r.error_line()
+            .contains("entry point (e_entry) 0x7000000 is outside its loaded segments"),
+        "{}",
+        r.describe()
+    );
 }
 
 #[test]

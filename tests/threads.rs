@@ -68,11 +68,15 @@ fn every_thread_is_named_and_filtered_once_in_true_mode() {
     }
 }
 
+/// Log mode adds the `seccomp-log` supervisor, filtered once like every other thread.
 #[test]
 fn every_thread_is_named_and_filtered_once_in_log_mode() {
     let threads = inspect(2, "log");
     let names: Vec<String> = threads.iter().map(|t| t.0.clone()).collect();
-    assert_eq!(names, expected_names(2), "{threads:?}");
+    let mut want = expected_names(2);
+    want.push("seccomp-log".into());
+    want.sort();
+    assert_eq!(names, want, "{threads:?}");
     for (name, mode, filters) in &threads {
         assert_eq!(
             (mode.as_str(), filters.as_str()),
@@ -96,28 +100,60 @@ fn no_thread_is_filtered_in_false_mode() {
     }
 }
 
-#[test]
-fn a_stacked_filter_makes_microvm_refuse_to_run_the_guest() {
-    // Test builds only: MICROVM_TEST_STACK_FILTER makes the main thread install an extra
-    // filter before it spawns, so every thread carries two.
+/// Boots two vCPUs and virtio-rng with a test-hook knob (vmm/src/test_hook.rs) set to
+/// `value`, checks microvm exits `code` before the guest prints anything, and returns its
+/// one error line.
+fn boot_with_broken_sandbox(knob: &str, value: &str, code: i32) -> String {
     let child = microvm()
-        .args(["--kernel", TINY_BZIMAGE, "--cpus", "2", "--rng", "off"])
-        .env("MICROVM_TEST_STACK_FILTER", "1")
+        .args(["--kernel", TINY_BZIMAGE, "--cpus", "2", "--rng", "on"])
+        .env(knob, value)
         .spawn()
         .expect("spawn microvm");
     let run = wait_with_timeout(child, BOOT_TIMEOUT);
-    assert_eq!(run.code(), 1, "{}", run.describe());
+    assert_eq!(
+        run.code(),
+        code,
+        "(needs the test hook: cargo test --workspace, or --features test-hooks)\n{}",
+        run.describe()
+    );
     assert!(
         !run.stdout.contains("tiny:"),
         "the guest must not run:\n{}",
         run.describe()
     );
-    let error = run.error_line();
+    run.error_line().to_string()
+}
+
+#[test]
+fn a_stacked_filter_makes_microvm_refuse_to_run_the_guest() {
+    // MICROVM_TEST_STACK_FILTER makes the main thread install an extra filter before it
+    // spawns, so every thread carries two.
+    let error = boot_with_broken_sandbox("MICROVM_TEST_STACK_FILTER", "1", 1);
     assert!(
         error.contains("2 stacked seccomp filters") && error.contains("refusing to run the guest"),
-        "{}",
-        run.describe()
+        "{error}"
     );
+}
+
+/// MICROVM_TEST_REFUSED_FILTER=<thread> gives that thread a filter the kernel refuses:
+/// microvm stops before the guest runs, exit 5, one error line naming the thread.
+fn check_refused_filter(thread: &str) {
+    let error = boot_with_broken_sandbox("MICROVM_TEST_REFUSED_FILTER", thread, 5);
+    let want = format!("microvm: error: thread {thread} could not install its seccomp filter (");
+    assert!(
+        error.starts_with(&want) && error.ends_with("; the guest did not run"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_vcpu_that_cannot_install_its_filter_stops_microvm_with_exit_5() {
+    check_refused_filter("vcpu1");
+}
+
+#[test]
+fn a_device_thread_that_cannot_install_its_filter_stops_microvm_with_exit_5() {
+    check_refused_filter("virtio-rng0");
 }
 
 #[test]

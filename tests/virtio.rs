@@ -206,3 +206,52 @@ fn bad_device_flags_are_one_line_errors() {
         );
     }
 }
+
+/// Issue 13: with every fd-taking call pinned to the fds its thread owns, a boot that uses
+/// a disk, a TAP and rng makes no forbidden call, under `--seccomp true` (exit 0, PASS) and
+/// `--seccomp log` (nothing reported); `--log-level debug` prints each thread's fd map.
+#[test]
+fn disk_tap_and_rng_boot_with_pinned_fds_and_no_violation() {
+    let ns = Netns::new("virtio-pins");
+    let dir = scratch("virtio-pins");
+    let disk = image(&dir, "p.img", SECTOR0);
+    let d = format!("path={disk}");
+    for mode in ["true", "log"] {
+        let child = ns
+            .microvm()
+            .args([
+                "--kernel",
+                TINY_BZIMAGE,
+                "--disk",
+                &d,
+                "--net",
+                "tap=tap0",
+                "--rng",
+                "on",
+                "--seccomp",
+                mode,
+                "--log-level",
+                "debug",
+            ])
+            .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=virtio"])
+            .spawn()
+            .expect("spawn microvm in the namespace");
+        let r = wait_with_timeout(child, BOOT_TIMEOUT);
+        r.assert_pass();
+        assert!(!r.stderr.contains("forbidden"), "{mode}: {}", r.describe());
+        assert!(
+            !r.stderr.contains("seccomp log summary"),
+            "{mode}: {}",
+            r.describe()
+        );
+        for thread in ["vmm", "vcpu0", "virtio-blk0", "virtio-net0", "virtio-rng0"] {
+            assert!(
+                r.stderr.contains(&format!("seccomp fds of {thread}: ")),
+                "{mode}: no fd map for {thread}: {}",
+                r.describe()
+            );
+        }
+        assert!(r.stderr.contains(" disk="), "{}", r.describe());
+        assert!(r.stderr.contains(" tap="), "{}", r.describe());
+    }
+}

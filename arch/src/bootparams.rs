@@ -46,6 +46,9 @@ pub struct BootParamsConfig {
     pub cmdline_len: usize,
     /// The initrd, if any.
     pub initrd: Option<InitrdConfig>,
+    /// Guest address of the ACPI RSDP (`acpi_rsdp_addr`, boot protocol 2.14), if any.
+    /// Older kernels find it by scanning the BIOS area, where it also is.
+    pub rsdp: Option<u64>,
 }
 
 fn low32(v: u64) -> u32 {
@@ -103,6 +106,7 @@ pub fn build_boot_params(cfg: &BootParamsConfig) -> Result<boot_params> {
     // Bounded by CMDLINE_MAX_SIZE above.
     params.hdr.cmdline_size = cfg.cmdline_len as u32;
 
+    params.acpi_rsdp_addr = cfg.rsdp.unwrap_or(0);
     if let Some(initrd) = cfg.initrd {
         params.hdr.ramdisk_image = low32(initrd.addr.0);
         params.ext_ramdisk_image = high32(initrd.addr.0);
@@ -145,6 +149,7 @@ mod tests {
             cmdline_addr: GuestAddress(0x2_0000),
             cmdline_len: 40,
             initrd: None,
+            rsdp: None,
         }
     }
 
@@ -230,10 +235,16 @@ mod tests {
                 addr: GuestAddress(0x1_8000_0000),
                 size: 0x1_0000_1000,
             }),
+            rsdp: Some(0xe_0000),
             ..elf_config(8 * GIB)
         };
         let params = build_boot_params(&cfg).unwrap();
         let b = params.as_slice();
+        assert_eq!(
+            u64::from_le_bytes(b[0x70..0x78].try_into().unwrap()),
+            0xe_0000,
+            "acpi_rsdp_addr"
+        );
         assert_eq!(u8_at(b, 0x1F1), 27, "setup_sects copied");
         assert_eq!(u16_at(b, 0x206), 0x020F, "version copied");
         assert_eq!(u32_at(b, 0x214), 0x10_0000, "code32_start copied");

@@ -9,13 +9,15 @@
 //! - [`mptable`] (with [`mpspec`]): the Intel MP 1.4 table that tells the guest about vCPUs and the IOAPIC;
 //! - [`gdt`], [`paging`], [`regs`], [`msrs`], [`lapic`]: vCPU state at the kernel entry point;
 //! - [`cpuid`]: per-vCPU CPUID normalization;
-//! - [`pvh`]: the Xen PVH boot ABI (hvm_start_info, 32-bit protected-mode entry).
+//! - [`pvh`]: the Xen PVH boot ABI (hvm_start_info, 32-bit protected-mode entry);
+//! - [`acpi`]: RSDP, XSDT, FADT, MADT and DSDT for guests that find their hardware via ACPI.
 //!
 //! Pure "compute the structure" functions are kept apart from the ones that issue
 //! KVM ioctls, so that most of the crate is testable without `/dev/kvm`.
 
 #![cfg(target_arch = "x86_64")]
 
+pub mod acpi;
 pub mod bootparams;
 pub mod cpuid;
 pub mod e820;
@@ -97,6 +99,14 @@ pub enum Error {
     /// The number of vCPUs is not supported by the MP table.
     #[error("MP table: invalid vCPU count {0}, must be between 1 and {max}", max = mptable::MAX_CPUS)]
     MptableCpuCount(u8),
+    /// The ACPI tables do not fit their area below 1 MiB.
+    #[error("ACPI tables need {size} bytes, {max} are available")]
+    AcpiTooLarge {
+        /// Bytes needed from the RSDP to the end of the last table.
+        size: u64,
+        /// Bytes available.
+        max: u64,
+    },
     /// Writing the PVH boot structures (hvm_start_info, memory map, modules) failed.
     #[error("cannot write the PVH boot structures: {0}")]
     Pvh(String),

@@ -15,11 +15,9 @@ use vm_memory::GuestAddress;
 
 use crate::bootparams::InitrdConfig;
 use crate::e820::e820_map;
-use crate::gdt::{code_segment, data_segment, tss_segment, write_gdt_idt, IDT_SIZE};
-use crate::layout::{
-    GDT_ENTRIES, GDT_START, IDT_START, PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START,
-};
-use crate::regs::{BOOT_RFLAGS, X86_CR0_ET, X86_CR0_PE};
+use crate::gdt::{code_segment, write_gdt_idt};
+use crate::layout::{PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START};
+use crate::regs::{flat_segments, BOOT_RFLAGS, X86_CR0_ET, X86_CR0_PE};
 use crate::{kvm_err, Error, GuestMemoryMmap, Result};
 
 /// `hvm_start_info.magic`.
@@ -36,6 +34,8 @@ pub struct PvhConfig {
     pub cmdline_addr: GuestAddress,
     /// The initramfs, passed as the first (only) module.
     pub initrd: Option<InitrdConfig>,
+    /// Guest address of the ACPI RSDP, if the VM has ACPI tables.
+    pub rsdp: Option<u64>,
 }
 
 /// The `hvm_start_info`, memory map and module list for `cfg`.
@@ -76,6 +76,7 @@ pub fn build_start_info(
         cmdline_paddr: cfg.cmdline_addr.0,
         memmap_paddr: PVH_MEMMAP_START,
         memmap_entries: memmap.len() as u32,
+        rsdp_paddr: cfg.rsdp.unwrap_or(0),
         ..Default::default()
     };
     Ok((start_info, memmap, modules))
@@ -97,22 +98,11 @@ pub fn write_start_info(mem: &GuestMemoryMmap, cfg: &PvhConfig) -> Result<()> {
 /// Applies the PVH entry state to `sregs` (read from the vCPU): protected mode without
 /// paging (CR0 = PE|ET, CR3 = CR4 = EFER = 0), flat 32-bit code (D=1, L=0) and data
 /// segments, the boot GDT/IDT. Other fields (APIC base, ...) are kept.
-pub fn protected_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let data = data_segment();
+pub fn protected_mode_sregs(sregs: kvm_sregs) -> kvm_sregs {
     let mut code = code_segment();
     code.l = 0;
     code.db = 1;
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = tss_segment();
-    sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = (8 * GDT_ENTRIES - 1) as u16;
-    sregs.idt.base = IDT_START;
-    sregs.idt.limit = (IDT_SIZE - 1) as u16;
+    let mut sregs = flat_segments(sregs, code);
     sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
     sregs.cr3 = 0;
     sregs.cr4 = 0;
@@ -156,6 +146,7 @@ mod tests {
                 addr: GuestAddress(0x400_0000),
                 size: 0x1000,
             }),
+            rsdp: Some(0xe_0000),
         };
         let mem: Mmap<()> = Mmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         write_start_info(&mem, &cfg).unwrap();
@@ -163,6 +154,7 @@ mod tests {
         assert_eq!(si.magic, 0x336e_c578);
         assert_eq!(si.version, 1);
         assert_eq!(si.cmdline_paddr, 0x20000);
+        assert_eq!(si.rsdp_paddr, 0xe_0000);
         assert_eq!(si.memmap_paddr, PVH_MEMMAP_START);
         let n = si.memmap_entries as usize;
         assert_eq!(n, e820_map(128 << 20).unwrap().len());
@@ -179,6 +171,7 @@ mod tests {
             mem_size: 64 << 20,
             cmdline_addr: GuestAddress(0x20000),
             initrd: None,
+            rsdp: None,
         };
         let (si, _, modules) = build_start_info(&cfg).unwrap();
         assert_eq!((si.nr_modules, si.modlist_paddr), (0, 0));

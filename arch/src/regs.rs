@@ -35,25 +35,31 @@ pub const BOOT_MXCSR: u32 = 0x1F80;
 /// Applies long-mode state to `sregs` (read from the vCPU): flat segments from the boot
 /// GDT (CS 0x10, DS/ES/FS/GS/SS 0x18, TR 0x08), GDT/IDT registers, CR0 = PE|ET|PG,
 /// CR3 = PML4, CR4 = PAE, EFER = LME|LMA. Other fields (APIC base, ...) are kept.
-pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+pub fn long_mode_sregs(sregs: kvm_sregs) -> kvm_sregs {
+    let mut sregs = flat_segments(sregs, code_segment());
+    sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
+    sregs.cr3 = PML4_START;
+    sregs.cr4 = X86_CR4_PAE;
+    sregs.efer = EFER_LME | EFER_LMA;
+    sregs
+}
+
+/// `sregs` with `code` in CS, the boot GDT's flat data segment in DS/ES/FS/GS/SS, its TSS
+/// in TR, and GDTR/IDTR on the boot GDT and IDT: what both entries (64-bit and PVH's
+/// 32-bit) share.
+pub(crate) fn flat_segments(mut sregs: kvm_sregs, code: kvm_bindings::kvm_segment) -> kvm_sregs {
     let data = data_segment();
-    sregs.cs = code_segment();
+    sregs.cs = code;
     sregs.ds = data;
     sregs.es = data;
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss_segment();
-
     sregs.gdt.base = GDT_START;
     sregs.gdt.limit = (8 * GDT_ENTRIES - 1) as u16;
     sregs.idt.base = IDT_START;
     sregs.idt.limit = (IDT_SIZE - 1) as u16;
-
-    sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
-    sregs.cr3 = PML4_START;
-    sregs.cr4 = X86_CR4_PAE;
-    sregs.efer = EFER_LME | EFER_LMA;
     sregs
 }
 

@@ -61,6 +61,7 @@ fn boots_into_long_mode_on_kvm() {
         cmdline_addr: GuestAddress(0x2_0000),
         cmdline_len: 0,
         initrd: None,
+        rsdp: None,
     })
     .unwrap();
     write_boot_params(&mem, &params).unwrap();

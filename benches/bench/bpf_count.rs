@@ -7,11 +7,14 @@ use vmm::seccomp::{compile, FilterContext, Mode, ThreadKind};
 
 /// `KVM_RUN` = `_IO(KVMIO, 0x80)`.
 const KVM_RUN: u64 = 0xAE80;
-/// fd numbers the filters are compiled for (any number works; the simulation uses them).
-const VCPU_FD: i32 = 10;
-const DISK_FD: i32 = 11;
-const TAP_FD: i32 = 12;
-const EVENT_FD: u64 = 13;
+/// The first fd `ctx` gives the first of `roles` it has (the filters pin fds by role; the
+/// numbers come from `FilterContext::example`).
+fn fd(ctx: &FilterContext, roles: &[&str]) -> u64 {
+    roles
+        .iter()
+        .find_map(|r| ctx.get(r).first().copied())
+        .map_or(u64::MAX, |fd| u64::from(fd as u32))
+}
 
 /// One count: thread kind, the call (as written in the table), and the instructions the
 /// filter runs before ALLOW (or why there is no number).
@@ -24,44 +27,42 @@ pub struct Count {
     pub insns: Result<usize, String>,
 }
 
-fn calls(kind: ThreadKind) -> Vec<(&'static str, i64, [u64; 6])> {
-    let rw = |fd| {
-        vec![
-            ("read(eventfd, 8)", libc::SYS_read, [fd, 0, 8, 0, 0, 0]),
-            ("write(eventfd, 8)", libc::SYS_write, [fd, 0, 8, 0, 0, 0]),
-            (
-                "epoll_wait",
-                libc::SYS_epoll_wait,
-                [fd, 0, 8, u64::MAX, 0, 0],
-            ),
-            (
-                "epoll_pwait",
-                libc::SYS_epoll_pwait,
-                [fd, 0, 8, u64::MAX, 0, 8],
-            ),
-        ]
-    };
+fn calls(kind: ThreadKind, ctx: &FilterContext) -> Vec<(&'static str, i64, [u64; 6])> {
+    let (rd, wr, ep) = (
+        fd(ctx, &["queue", "exit"]),
+        fd(ctx, &["irq", "stop:virtio"]),
+        fd(ctx, &["epoll"]),
+    );
     match kind {
         ThreadKind::Vcpu => vec![(
             "ioctl(vcpu_fd, KVM_RUN)",
             libc::SYS_ioctl,
-            [VCPU_FD as u64, KVM_RUN, 0, 0, 0, 0],
+            [fd(ctx, &["vcpu"]), KVM_RUN, 0, 0, 0, 0],
         )],
-        _ => rw(EVENT_FD),
+        _ => vec![
+            ("read(eventfd, 8)", libc::SYS_read, [rd, 0, 8, 0, 0, 0]),
+            ("write(eventfd, 8)", libc::SYS_write, [wr, 0, 8, 0, 0, 0]),
+            (
+                "epoll_wait",
+                libc::SYS_epoll_wait,
+                [ep, 0, 8, u64::MAX, 0, 0],
+            ),
+            (
+                "epoll_pwait",
+                libc::SYS_epoll_pwait,
+                [ep, 0, 8, u64::MAX, 0, 8],
+            ),
+        ],
     }
 }
 
 /// The counts for every thread kind, in [`ThreadKind::all`] order.
 pub fn counts() -> Vec<Count> {
-    let ctx = FilterContext {
-        vcpu_fd: Some(VCPU_FD),
-        disk_fd: Some(DISK_FD),
-        tap_fd: Some(TAP_FD),
-    };
     let mut out = Vec::new();
     for &kind in ThreadKind::all() {
+        let ctx = FilterContext::example(kind);
         let prog = compile(kind, Mode::Kill, &ctx);
-        for (call, nr, args) in calls(kind) {
+        for (call, nr, args) in calls(kind, &ctx) {
             let insns = match &prog {
                 Err(e) => Err(format!("the filter does not compile: {e}")),
                 Ok(None) => Err("no filter".into()),

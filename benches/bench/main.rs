@@ -1,11 +1,14 @@
 //! `cargo bench --bench bench [-- --quick]`: microvm's boot, exit, RSS and seccomp figures,
-//! side by side with QEMU microvm and a bare-KVM floor, on the tiny guest. Prints a table of
-//! medians with min/max and writes the same as JSON (docs/performance.md).
+//! side by side with QEMU microvm and a bare-KVM floor, on the tiny guest; with `--linux`, the
+//! stock Debian cloud kernel's boot times against QEMU microvm in the nested host. Prints a
+//! table of medians with min/max and writes the same as JSON (docs/performance.md).
 
 mod bpf_count;
 mod floor;
 mod json;
 mod launch;
+mod linux;
+mod linux_report;
 mod report;
 mod run;
 

@@ -174,6 +174,7 @@ pub fn figures(o: &Options, r: &Results, status: &PeerStatus) -> Vec<Figure> {
                 "vcpus_started",
                 "first_kvm_run",
                 "guest_exit",
+                "threads_joined",
                 "teardown",
             ] {
                 let v = b.iter().filter_map(|s| timing_ms(vm(*s)?, phase)).collect();
@@ -454,7 +455,8 @@ fn irqfd_figures(
     }
 }
 
-fn num(v: f64) -> String {
+/// A number for the tables: 3 significant digits or whole units.
+pub fn num(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
@@ -513,8 +515,8 @@ pub fn table(o: &Options, status: &PeerStatus, figs: &[Figure]) -> String {
     t
 }
 
-/// The JSON document.
-pub fn to_json(o: &Options, status: &PeerStatus, figs: &[Figure]) -> String {
+/// The JSON document; `member` is inserted after the host (e.g. `"linux": {...},\n`).
+pub fn to_json(o: &Options, status: &PeerStatus, figs: &[Figure], member: &str) -> String {
     let s = json::string;
     let mut j = String::from("{\n");
     let _ = writeln!(
@@ -533,6 +535,7 @@ pub fn to_json(o: &Options, status: &PeerStatus, figs: &[Figure]) -> String {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         s(&host_kernel())
     );
+    j.push_str(member);
     j.push_str("  \"peers\": [\n");
     for (i, (peer, st)) in status.iter().enumerate() {
         let comma = if i + 1 < status.len() { "," } else { "" };

@@ -137,6 +137,12 @@ pub struct Options {
     pub vmlinux: PathBuf,
     /// The file-backed disk of the blk loops.
     pub disk: PathBuf,
+    /// --linux: the stock-kernel boot section in the nested host (crate::linux).
+    pub linux: bool,
+    /// --linux-only: that section alone.
+    pub linux_only: bool,
+    /// Recorded rounds of that section (--linux-rounds; 3 with --quick, else 5).
+    pub linux_rounds: usize,
 }
 
 impl Options {
@@ -152,8 +158,11 @@ impl Options {
             microvm,
             vmlinux,
             disk: PathBuf::new(),
+            linux: false,
+            linux_only: false,
+            linux_rounds: 0,
         };
-        let (mut rounds, mut exits) = (None, None);
+        let (mut rounds, mut exits, mut linux_rounds) = (None, None, None);
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -161,11 +170,16 @@ impl Options {
                 "--bench" => {}
                 "--quick" => o.quick = true,
                 "--no-qemu" => o.no_qemu = true,
+                "--linux" => o.linux = true,
+                "--linux-only" => (o.linux, o.linux_only) = (true, true),
+                "--linux-rounds" => {
+                    linux_rounds = Some(val("--linux-rounds")?.parse().context("--linux-rounds")?)
+                }
                 "--json" => o.json = PathBuf::from(val("--json")?),
                 "--rounds" => rounds = Some(val("--rounds")?.parse().context("--rounds")?),
                 "--exits" => exits = Some(val("--exits")?.parse().context("--exits")?),
                 "-h" | "--help" => bail!(
-                    "usage: cargo bench --bench bench -- [--quick] [--rounds N] [--exits N] [--json PATH] [--no-qemu]"
+                    "usage: cargo bench --bench bench -- [--quick] [--rounds N] [--exits N] [--json PATH] [--no-qemu] [--linux | --linux-only] [--linux-rounds N]"
                 ),
                 other => bail!("unknown argument {other:?} (try --help)"),
             }
@@ -174,6 +188,7 @@ impl Options {
         o.disk = o.json.with_extension("disk.img");
         o.rounds = rounds.unwrap_or(if o.quick { 3 } else { 7 }).max(1);
         o.warmup = 1;
+        o.linux_rounds = linux_rounds.unwrap_or(if o.quick { 3 } else { 5 }).max(1);
         o.exits = exits
             .unwrap_or(if o.quick { 20_000 } else { 100_000 })
             .max(1);
@@ -197,17 +212,19 @@ pub type Results = HashMap<(Peer, Case), Vec<std::result::Result<Sample, String>
 pub type PeerStatus = Vec<(Peer, std::result::Result<String, String>)>;
 
 /// Small xorshift PRNG for the round order (seeded from the clock).
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn shuffle<T>(&mut self, v: &mut [T]) {
+    /// Fisher-Yates shuffle of `v`.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = (self.next() % (i as u64 + 1)) as usize;
             v.swap(i, j);
@@ -493,11 +510,26 @@ pub fn bench_main(args: &[String]) -> Result<PathBuf> {
     if let Some(dir) = o.json.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let launcher = launch::build_launcher(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")))?;
-    let (results, status) = run_rounds(&o, &launcher);
-    let figs = crate::report::figures(&o, &results, &status);
-    print!("{}", crate::report::table(&o, &status, &figs));
-    let doc = crate::report::to_json(&o, &status, &figs);
+    let (results, status, mut figs) = if o.linux_only {
+        let why = || Err("left out with --linux-only".to_string());
+        let status: PeerStatus = Peer::ALL.iter().map(|&p| (p, why())).collect();
+        (HashMap::new(), status, Vec::new())
+    } else {
+        let launcher = launch::build_launcher(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")))?;
+        let (results, status) = run_rounds(&o, &launcher);
+        let figs = crate::report::figures(&o, &results, &status);
+        (results, status, figs)
+    };
+    drop(results);
+    if !o.linux_only {
+        print!("{}", crate::report::table(&o, &status, &figs));
+    }
+    let linux = crate::linux::section(&o, launch::now_ns());
+    let linux_figs = crate::linux_report::figures(&linux);
+    print!("{}", crate::linux_report::table(&linux, &linux_figs));
+    figs.extend(linux_figs);
+    let member = crate::linux_report::json_member(&linux);
+    let doc = crate::report::to_json(&o, &status, &figs, &member);
     crate::json::parse(&doc)
         .map_err(|e| anyhow::anyhow!("internal: the JSON is malformed: {e}"))?;
     std::fs::write(&o.json, doc).with_context(|| format!("writing {}", o.json.display()))?;

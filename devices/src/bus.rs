@@ -2,7 +2,9 @@
 //!
 //! The bus is built once on the main thread and then shared read-only by every vCPU thread
 //! (`Arc<Bus>`); each device sits behind its own `Mutex`, so two vCPUs touching different
-//! devices never contend.
+//! devices never contend. A [`SharedBusDevice`] does its own locking instead, so that some of
+//! its registers can be answered without waiting for a lock another thread holds (the
+//! virtio-mmio window: InterruptStatus must not wait for the device thread's I/O).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,14 @@ pub trait BusDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     /// Guest write of `data` at `offset` from the device's base.
     fn write(&mut self, offset: u64, data: &[u8]);
+}
+
+/// A device that synchronizes itself: the bus calls it without taking any lock.
+pub trait SharedBusDevice: Send + Sync {
+    /// Guest read of `data.len()` bytes at `offset` from the device's base.
+    fn read(&self, offset: u64, data: &mut [u8]);
+    /// Guest write of `data` at `offset` from the device's base.
+    fn write(&self, offset: u64, data: &[u8]);
 }
 
 /// Errors building a bus.
@@ -38,9 +48,14 @@ pub enum BusError {
     },
 }
 
+enum Device {
+    Locked(Arc<Mutex<dyn BusDevice>>),
+    Shared(Arc<dyn SharedBusDevice>),
+}
+
 struct Entry {
     len: u64,
-    device: Arc<Mutex<dyn BusDevice>>,
+    device: Device,
 }
 
 /// Address-range dispatch to devices.
@@ -56,13 +71,27 @@ impl Bus {
         Self::default()
     }
 
-    /// Places `device` at `[base, base + len)`.
+    /// Places `device` at `[base, base + len)`; every access locks it.
     pub fn insert(
         &mut self,
         device: Arc<Mutex<dyn BusDevice>>,
         base: u64,
         len: u64,
     ) -> Result<(), BusError> {
+        self.insert_entry(Device::Locked(device), base, len)
+    }
+
+    /// Places a self-synchronizing `device` at `[base, base + len)`.
+    pub fn insert_shared(
+        &mut self,
+        device: Arc<dyn SharedBusDevice>,
+        base: u64,
+        len: u64,
+    ) -> Result<(), BusError> {
+        self.insert_entry(Device::Shared(device), base, len)
+    }
+
+    fn insert_entry(&mut self, device: Device, base: u64, len: u64) -> Result<(), BusError> {
         let end = base
             .checked_add(len)
             .filter(|_| len > 0)
@@ -91,7 +120,10 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.resolve(addr, data.len()) {
             Some((entry, offset)) => {
-                lock(&entry.device).read(offset, data);
+                match &entry.device {
+                    Device::Locked(d) => lock(d).read(offset, data),
+                    Device::Shared(d) => d.read(offset, data),
+                }
                 true
             }
             None => false,
@@ -102,7 +134,10 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.resolve(addr, data.len()) {
             Some((entry, offset)) => {
-                lock(&entry.device).write(offset, data);
+                match &entry.device {
+                    Device::Locked(d) => lock(d).write(offset, data),
+                    Device::Shared(d) => d.write(offset, data),
+                }
                 true
             }
             None => false,
@@ -148,6 +183,32 @@ mod tests {
         assert_eq!(b[0], 0x15);
         assert!(bus.write(0x3f8, b"A"));
         assert_eq!(dev.lock().unwrap().writes, vec![(0, vec![b'A'])]);
+    }
+
+    struct Shared(std::sync::atomic::AtomicU8);
+
+    impl SharedBusDevice for Shared {
+        fn read(&self, _: u64, data: &mut [u8]) {
+            data.fill(self.0.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        fn write(&self, _: u64, data: &[u8]) {
+            self.0.store(data[0], std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn shared_devices_are_called_without_a_bus_lock() {
+        let mut bus = Bus::new();
+        let dev = Arc::new(Shared(std::sync::atomic::AtomicU8::new(0)));
+        bus.insert_shared(dev.clone(), 0x1000, 0x10).unwrap();
+        assert!(bus
+            .insert(Arc::new(Mutex::new(Recorder::default())), 0x100f, 1)
+            .is_err());
+        assert!(bus.write(0x1004, &[7]));
+        let mut b = [0u8; 2];
+        assert!(bus.read(0x100e, &mut b));
+        assert_eq!(b, [7, 7]);
+        assert!(!bus.read(0x100f, &mut b), "straddles the end");
     }
 
     #[test]

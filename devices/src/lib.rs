@@ -2,20 +2,24 @@
 //!
 //! - [`bus`]: address-range dispatch for port I/O and MMIO exits.
 //! - [`serial`]: the 8250 UART at 0x3f8 (COM1), backed by `vm-superio`.
-//! - [`i8042`]: the keyboard controller, used by guests to reset the machine.
+//! - [`i8042`]: the keyboard controller and a PS/2 keyboard; guests reset the machine with it.
+//! - [`cmos`]: a CMOS RTC for guests without ACPI, so rtc_cmos does not wait on it.
+//! - [`acpi_pm`]: the ACPI sleep control/status registers, through which guests power off.
 //! - [`virtio`]: the virtio-mmio transport and the block, net and rng devices.
 //!
 //! Devices are transport-free: they know nothing of KVM; interrupts leave through an
 //! [`EventFdTrigger`] that the VMM registers with KVM_IRQFD.
 
+pub mod acpi_pm;
 pub mod bus;
+pub mod cmos;
 pub mod i8042;
 pub mod serial;
 pub mod virtio;
 
 use vmm_sys_util::eventfd::EventFd;
 
-pub use bus::{Bus, BusDevice, BusError};
+pub use bus::{Bus, BusDevice, BusError, SharedBusDevice};
 
 /// An interrupt or event line backed by an eventfd: triggering it writes 1 to the eventfd.
 #[derive(Debug)]
@@ -25,11 +29,6 @@ impl EventFdTrigger {
     /// Wraps an eventfd.
     pub fn new(evt: EventFd) -> Self {
         EventFdTrigger(evt)
-    }
-
-    /// The underlying eventfd, e.g. to register it with KVM_IRQFD or epoll.
-    pub fn eventfd(&self) -> &EventFd {
-        &self.0
     }
 }
 

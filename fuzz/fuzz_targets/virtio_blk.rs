@@ -21,10 +21,14 @@ fuzz_target!(|data: &[u8]| {
         disk.try_clone().unwrap()
     };
     let mem = guest_memory();
-    let mut d = Driver::new(Box::new(Block::new(0, file, size, read_only)), mem.clone());
+    let mut d = Driver::new(
+        Box::new(Block::new(0, file, size, read_only)),
+        mem.clone(),
+        "virtio-fuzz0",
+    );
     let layout = Layout::from_input(&mut input, 0);
     d.negotiate();
-    d.setup_queue(0, &layout);
+    layout.setup(&mut d, 0);
     d.driver_ok();
     layout.fill(&mem, &mut input);
     write_data(&mem, &mut input);
@@ -37,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
                 // Reset and set the device up again.
                 d.w(virtio_bindings::virtio_mmio::VIRTIO_MMIO_STATUS, 0);
                 d.negotiate();
-                d.setup_queue(0, &layout);
+                layout.setup(&mut d, 0);
                 d.driver_ok();
             }
             1 => layout.fill(&mem, &mut input),

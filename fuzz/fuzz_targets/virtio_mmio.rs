@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             Box::new(Net::new(tap, default_mac(0)))
         }
     };
-    let mut d = Driver::new(dev, mem.clone());
+    let mut d = Driver::new(dev, mem.clone(), "virtio-fuzz0");
     // At most 512 operations per input.
     for _ in 0..512 {
         if input.is_empty() {

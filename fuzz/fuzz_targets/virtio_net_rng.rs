@@ -15,10 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let mem = guest_memory();
     if input.u8() & 1 == 0 {
-        let mut d = Driver::new(Box::new(Rng::default()), mem.clone());
+        let mut d = Driver::new(Box::new(Rng::default()), mem.clone(), "virtio-fuzz0");
         let layout = Layout::from_input(&mut input, 0);
         d.negotiate();
-        d.setup_queue(0, &layout);
+        layout.setup(&mut d, 0);
         d.driver_ok();
         for _ in 0..8 {
             if input.is_empty() {
@@ -31,12 +31,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (tap, peer) = fake_tap();
-    let mut d = Driver::new(Box::new(Net::new(tap, default_mac(0))), mem.clone());
+    let mut d = Driver::new(
+        Box::new(Net::new(tap, default_mac(0))),
+        mem.clone(),
+        "virtio-fuzz0",
+    );
     let rx = Layout::from_input(&mut input, RX as u64);
     let tx = Layout::from_input(&mut input, TX as u64);
     d.negotiate();
-    d.setup_queue(RX as u32, &rx);
-    d.setup_queue(TX as u32, &tx);
+    rx.setup(&mut d, RX as u32);
+    tx.setup(&mut d, TX as u32);
     d.driver_ok();
     write_data(&mem, &mut input);
     for _ in 0..16 {
@@ -68,8 +72,8 @@ fuzz_target!(|data: &[u8]| {
             4 => {
                 d.w(virtio_bindings::virtio_mmio::VIRTIO_MMIO_STATUS, 0);
                 d.negotiate();
-                d.setup_queue(RX as u32, &rx);
-                d.setup_queue(TX as u32, &tx);
+                rx.setup(&mut d, RX as u32);
+                tx.setup(&mut d, TX as u32);
                 d.driver_ok();
             }
             _ => write_data(&mem, &mut input),

@@ -1,6 +1,6 @@
-//! Shared helpers of the fuzz targets: an input reader, small guest memories, a virtio
-//! transport driven through its registers like a driver would, and rings written from
-//! fuzz input.
+//! Shared helpers of the fuzz targets: an input reader, small guest memories, rings written
+//! from fuzz input, and (from `devices`' `test-utils`, shared with its unit tests) a virtio
+//! transport driven through its registers like a driver would.
 //!
 //! Every size taken from the input is capped here or in the target, so no input can make a
 //! target allocate more than a few MiB.
@@ -9,13 +9,9 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use devices::virtio::mmio::{MmioTransport, TransportFds};
-use devices::virtio::{Mem, VirtioDevice};
-use devices::BusDevice;
-use virtio_bindings::virtio_config::*;
-use virtio_bindings::virtio_mmio::*;
+pub use devices::virtio::test_utils::Driver;
+use devices::virtio::Mem;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Reads fixed-size values off the fuzz input; past the end everything reads as 0.
 pub struct Input<'a> {
@@ -141,99 +137,6 @@ pub fn drain(fd: &OwnedFd) {
     }
 }
 
-/// A transport with `dev` behind it, over `mem`.
-pub struct Driver {
-    pub mem: Mem,
-    pub t: MmioTransport,
-    pub irq: EventFd,
-    pub state: EventFd,
-    pub notify: Vec<EventFd>,
-}
-
-impl Driver {
-    pub fn new(dev: Box<dyn VirtioDevice>, mem: Mem) -> Driver {
-        let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-        let state = EventFd::new(EFD_NONBLOCK).unwrap();
-        let notify: Vec<EventFd> = (0..dev.num_queues())
-            .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
-            .collect();
-        let fds = TransportFds {
-            irq: irq.try_clone().unwrap(),
-            state_changed: state.try_clone().unwrap(),
-            notify: notify.iter().map(|e| e.try_clone().unwrap()).collect(),
-        };
-        let t = MmioTransport::new(dev, mem.clone(), fds, "virtio-fuzz0").unwrap();
-        Driver {
-            mem,
-            t,
-            irq,
-            state,
-            notify,
-        }
-    }
-
-    pub fn w(&mut self, off: u32, v: u32) {
-        self.t.write(u64::from(off), &v.to_le_bytes());
-    }
-
-    pub fn r(&mut self, off: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.t.read(u64::from(off), &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    /// Status handshake up to FEATURES_OK, accepting every offered feature.
-    pub fn negotiate(&mut self) {
-        self.w(VIRTIO_MMIO_STATUS, 0);
-        self.w(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-        self.w(
-            VIRTIO_MMIO_STATUS,
-            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
-        );
-        for sel in 0..2 {
-            self.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
-            let f = self.r(VIRTIO_MMIO_DEVICE_FEATURES);
-            self.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
-            self.w(VIRTIO_MMIO_DRIVER_FEATURES, f);
-        }
-        self.w(
-            VIRTIO_MMIO_STATUS,
-            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
-        );
-    }
-
-    /// Programs queue `q` with `layout` and sets it ready; true if the transport took it.
-    pub fn setup_queue(&mut self, q: u32, layout: &Layout) -> bool {
-        self.w(VIRTIO_MMIO_QUEUE_SEL, q);
-        self.w(VIRTIO_MMIO_QUEUE_NUM, u32::from(layout.size));
-        for (lo, a) in [
-            (VIRTIO_MMIO_QUEUE_DESC_LOW, layout.desc),
-            (VIRTIO_MMIO_QUEUE_AVAIL_LOW, layout.avail),
-            (VIRTIO_MMIO_QUEUE_USED_LOW, layout.used),
-        ] {
-            self.w(lo, a as u32);
-            self.w(lo + 4, (a >> 32) as u32);
-        }
-        self.w(VIRTIO_MMIO_QUEUE_READY, 1);
-        self.r(VIRTIO_MMIO_QUEUE_READY) == 1
-    }
-
-    /// Sets DRIVER_OK (on top of the negotiated status).
-    pub fn driver_ok(&mut self) {
-        let s = self.r(VIRTIO_MMIO_STATUS);
-        self.w(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
-    }
-
-    /// Empties the interrupt and state eventfds.
-    pub fn drain_events(&self) {
-        let _ = self.irq.read();
-        let _ = self.state.read();
-        for n in &self.notify {
-            let _ = n.read();
-        }
-    }
-}
-
 /// Where a queue's rings live.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
@@ -244,6 +147,12 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Programs queue `q` of `d` with this layout and sets it ready; true if the transport
+    /// took it.
+    pub fn setup(&self, d: &mut Driver, q: u32) -> bool {
+        d.program_queue(q, self.size, [self.desc, self.avail, self.used])
+    }
+
     /// A layout for queue `q` from the input: usually a valid power-of-two size with the
     /// rings at fixed, separate places; sometimes anything.
     pub fn from_input(input: &mut Input, q: u64) -> Layout {

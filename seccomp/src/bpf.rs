@@ -6,21 +6,29 @@
 
 use seccompiler::sock_filter;
 
-const BPF_CLASS: u16 = 0x07;
+pub(crate) const BPF_CLASS: u16 = 0x07;
 const BPF_LD: u16 = 0x00;
 const BPF_ALU: u16 = 0x04;
-const BPF_JMP: u16 = 0x05;
+pub(crate) const BPF_JMP: u16 = 0x05;
 const BPF_RET: u16 = 0x06;
 /// `BPF_LD | BPF_W (0x00) | BPF_ABS (0x20)`.
 const LD_W_ABS: u16 = BPF_LD | 0x20;
 const ALU_AND_K: u16 = BPF_ALU | 0x50;
-const JMP_JA: u16 = BPF_JMP;
+pub(crate) const JMP_JA: u16 = BPF_JMP;
 const JMP_JEQ_K: u16 = BPF_JMP | 0x10;
 const JMP_JGT_K: u16 = BPF_JMP | 0x20;
 const JMP_JGE_K: u16 = BPF_JMP | 0x30;
 
 /// Byte offset of `instruction_pointer` (low half) in `struct seccomp_data`.
 pub(crate) const OFFSET_IP_LO: u32 = 8;
+
+/// Whether `prog` ever loads `seccomp_data.instruction_pointer` (either half): a filter
+/// that does could allow a call by where it is made from, a bypass for any code that jumps
+/// there. No microvm filter does (tested).
+pub fn reads_instruction_pointer(prog: &[seccompiler::sock_filter]) -> bool {
+    prog.iter()
+        .any(|i| i.code == LD_W_ABS && (i.k == OFFSET_IP_LO || i.k == OFFSET_IP_LO + 4))
+}
 
 /// The instructions our programs use, for [`insn`].
 #[derive(Clone, Copy, Debug)]

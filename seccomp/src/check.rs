@@ -165,6 +165,69 @@ pub const ESCAPES: &[Escape] = &[
         nr: libc::SYS_personality,
         args: [8, 0, 0, 0, 0, 0],
     },
+    // fd pins: calls on fds the thread does not own, or that no thread makes at all.
+    Escape {
+        what: "write(a fresh fd 1000)",
+        nr: libc::SYS_write,
+        args: [1000, 0, 0, 0, 0, 0],
+    },
+    Escape {
+        what: "read(a fresh fd 1000)",
+        nr: libc::SYS_read,
+        args: [1000, 0, 0, 0, 0, 0],
+    },
+    Escape {
+        what: "pwrite64(a fresh fd 1000)",
+        nr: libc::SYS_pwrite64,
+        args: [1000, 0, 0, 0, 0, 0],
+    },
+    Escape {
+        what: "writev(stderr)",
+        nr: libc::SYS_writev,
+        args: [2, 0, 0, 0, 0, 0],
+    },
+    Escape {
+        what: "lseek(stderr, 0, SEEK_CUR)",
+        nr: libc::SYS_lseek,
+        args: [2, 0, libc::SEEK_CUR as u64, 0, 0, 0],
+    },
+    Escape {
+        what: "ftruncate(stderr, 0)",
+        nr: libc::SYS_ftruncate,
+        args: [2, 0, 0, 0, 0, 0],
+    },
+    Escape {
+        what: "fallocate(stderr)",
+        nr: libc::SYS_fallocate,
+        args: [2, 0, 0, 4096, 0, 0],
+    },
+    Escape {
+        what: "mmap(MAP_SHARED, stderr)",
+        nr: libc::SYS_mmap,
+        args: [
+            0,
+            4096,
+            libc::PROT_READ as u64,
+            libc::MAP_SHARED as u64,
+            2,
+            0,
+        ],
+    },
+    Escape {
+        what: "statx(/etc/passwd)",
+        nr: libc::SYS_statx,
+        args: [libc::AT_FDCWD as u64, PATH, 0, 0x7ff, PAGE, 0],
+    },
+    Escape {
+        what: "newfstatat(/etc/passwd)",
+        nr: libc::SYS_newfstatat,
+        args: [libc::AT_FDCWD as u64, PATH, PAGE, 0, 0, 0],
+    },
+    Escape {
+        what: "ioctl(stderr, TIOCSTI)",
+        nr: libc::SYS_ioctl,
+        args: [2, 0x5412, PAGE, 0, 0, 0],
+    },
 ];
 
 /// What happened to one escape attempt.
@@ -202,9 +265,10 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Checks every escape against `kind`'s built-in filter.
+/// Checks every escape against `kind`'s built-in filter, pinned to the fds of
+/// [`FilterContext::example`].
 pub fn check_kind(kind: ThreadKind) -> Result<Vec<(Escape, Outcome)>, Error> {
-    let prog = compile(kind, Mode::Kill, &FilterContext::default())?.unwrap_or_default();
+    let prog = compile(kind, Mode::Kill, &FilterContext::example(kind))?.unwrap_or_default();
     Ok(check_program(&prog))
 }
 
@@ -283,8 +347,12 @@ fn run_in_child(prog: &BpfProgram, e: &Escape) -> std::io::Result<ChildEnd> {
     // the raw system call, write, _exit) before it exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: closing the read end in the child.
-        unsafe { libc::close(fds[0]) };
+        // SAFETY: closing the read end in the child; the write end becomes fd 2, the one fd
+        // every filter lets a thread write (stderr).
+        unsafe {
+            libc::close(fds[0]);
+            libc::dup2(fds[1], 2);
+        }
         if crate::install(prog).is_err() {
             // SAFETY: ending the child.
             unsafe { libc::_exit(120) };
@@ -308,7 +376,7 @@ fn run_in_child(prog: &BpfProgram, e: &Escape) -> std::io::Result<ChildEnd> {
         msg[8..].copy_from_slice(&errno.to_le_bytes());
         // SAFETY: writing 12 bytes from a valid buffer, then ending the child.
         unsafe {
-            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::write(2, msg.as_ptr().cast(), msg.len());
             libc::_exit(0);
         }
     }
@@ -357,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_filter_that_allows_socket_is_caught() {
-        let mut r = rules(ThreadKind::Vcpu, &FilterContext::default());
+        let mut r = rules(ThreadKind::Vcpu, &FilterContext::example(ThreadKind::Vcpu));
         r.push(SyscallRule::new(
             "socket",
             libc::SYS_socket,

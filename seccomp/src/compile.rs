@@ -14,14 +14,15 @@
 //! ```text
 //! tail: LD nr
 //!       JEQ openat ? RET ERRNO(EACCES)          (the errno rules of common.rs)
-//!       LD ip.lo; JEQ gadget.lo; LD ip.hi; JEQ gadget.hi ? RET ALLOW   (--seccomp log only)
-//!       RET TRAP | kind code
+//!       RET TRAP | kind code                    (--seccomp true)
+//!       RET USER_NOTIF                          (--seccomp log: the supervisor reports it)
 //! ```
 //!
 //! So a per-syscall errno answer (which seccompiler's single mismatch action cannot express)
-//! and the log-mode re-issue gadget cost nothing on allowed paths, and an unconditionally
-//! allowed syscall still never loads anything but the number (the kernel's action cache
-//! keeps skipping the filter for it).
+//! costs nothing on allowed paths, and an unconditionally allowed syscall still never loads
+//! anything but the number (the kernel's action cache keeps skipping the filter for it).
+//! No log-mode tail looks at the instruction pointer: nothing is allowed by where it comes
+//! from (see `supervisor.rs`).
 
 use std::collections::BTreeMap;
 
@@ -43,8 +44,8 @@ pub(crate) fn trap_value(kind: ThreadKind) -> u32 {
     libc::SECCOMP_RET_TRAP | u32::from(kind.code())
 }
 
-/// Compiles `rules` for `kind` in `mode` (Kill or Log): anything else traps (Kill, Log), or is
-/// re-issued by the reporter through the gadget (Log); the errno rules answer with an errno.
+/// Compiles `rules` for `kind` in `mode` (Kill or Log): anything else traps (Kill) or
+/// notifies the `seccomp-log` supervisor (Log); the errno rules answer with an errno.
 pub(crate) fn build(
     kind: ThreadKind,
     rules: &[SyscallRule],
@@ -58,6 +59,14 @@ pub(crate) fn build(
         .copied()
         .collect();
     build_ordered(kind, rules, mode, &hot)
+}
+
+/// The action of a call no rule allows, for `kind` in `mode`.
+pub(crate) fn mismatch_value(kind: ThreadKind, mode: Mode) -> u32 {
+    match mode {
+        Mode::Log => libc::SECCOMP_RET_USER_NOTIF,
+        Mode::Kill | Mode::Off => trap_value(kind),
+    }
 }
 
 /// Checked right after each kind's own hot syscalls, where a kind allows them: the event-loop
@@ -74,8 +83,18 @@ pub(crate) fn build_ordered(
     mode: Mode,
     hot: &[i64],
 ) -> Result<BpfProgram, Error> {
+    build_named(kind.name(), rules, mismatch_value(kind, mode), hot)
+}
+
+/// Compiles `rules` for the filter called `name`: hot syscalls first, then the rest, then
+/// the tail (errno rules, then `RET final_action`).
+pub(crate) fn build_named(
+    name: &'static str,
+    rules: &[SyscallRule],
+    final_action: u32,
+    hot: &[i64],
+) -> Result<BpfProgram, Error> {
     let mismatch = SeccompAction::Trap;
-    let name = kind.name();
     let fail = |detail: String| Error::Compile { kind: name, detail };
     let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for rule in rules {
@@ -133,7 +152,7 @@ pub(crate) fn build_ordered(
             *insn = crate::bpf::insn(Op::Ja, off, 0, 0);
         }
     }
-    prog.extend(tail(kind, mode, &crate::common::errno_rules()));
+    prog.extend(tail(final_action, &crate::common::errno_rules()));
     if prog.len() > BPF_MAX_INSNS {
         return Err(Error::TooLarge {
             kind: name,
@@ -152,11 +171,11 @@ pub(crate) fn build_ordered(
 /// path through such a check (KVM_RUN: 10 -> 9). The `JA`s stay, since other jumps may
 /// land on them; decisions are unchanged (tested against the unfolded program).
 pub(crate) fn fold_jump_trampolines(prog: &mut [seccompiler::sock_filter]) {
-    const BPF_JMP: u16 = 0x05;
-    let is_ja = |i: &seccompiler::sock_filter| i.code == BPF_JMP;
+    use crate::bpf::{BPF_CLASS, BPF_JMP, JMP_JA};
+    let is_ja = |i: &seccompiler::sock_filter| i.code == JMP_JA;
     for pc in 0..prog.len().saturating_sub(2) {
         let (cond, on_match, on_mismatch) = (&prog[pc], &prog[pc + 1], &prog[pc + 2]);
-        let conditional = cond.code & 0x07 == BPF_JMP && cond.code & 0xf0 != 0;
+        let conditional = cond.code & BPF_CLASS == BPF_JMP && cond.code & 0xf0 != 0;
         if !(conditional && cond.jt == 0 && cond.jf == 1 && is_ja(on_match) && is_ja(on_mismatch)) {
             continue;
         }
@@ -171,7 +190,7 @@ pub(crate) fn fold_jump_trampolines(prog: &mut [seccompiler::sock_filter]) {
 }
 
 /// The shared tail every mismatch jumps to (see the module docs).
-fn tail(kind: ThreadKind, mode: Mode, errno_rules: &[ErrnoRule]) -> Vec<seccompiler::sock_filter> {
+fn tail(final_action: u32, errno_rules: &[ErrnoRule]) -> Vec<seccompiler::sock_filter> {
     let mut t = vec![insn(Op::LdAbs, 0, 0, 0)];
     for rule in errno_rules {
         t.push(insn(Op::Jeq, rule.nr as u32, 0, 1));
@@ -182,16 +201,6 @@ fn tail(kind: ThreadKind, mode: Mode, errno_rules: &[ErrnoRule]) -> Vec<seccompi
             0,
         ));
     }
-    if mode == Mode::Log {
-        let ip = crate::gadget::allowed_ip();
-        t.extend([
-            insn(Op::LdAbs, crate::bpf::OFFSET_IP_LO, 0, 0),
-            insn(Op::Jeq, ip as u32, 0, 3),
-            insn(Op::LdAbs, crate::bpf::OFFSET_IP_LO + 4, 0, 0),
-            insn(Op::Jeq, (ip >> 32) as u32, 0, 1),
-            insn(Op::Ret, libc::SECCOMP_RET_ALLOW, 0, 0),
-        ]);
-    }
-    t.push(insn(Op::Ret, trap_value(kind), 0, 0));
+    t.push(insn(Op::Ret, final_action, 0, 0));
     t
 }

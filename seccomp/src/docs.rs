@@ -7,10 +7,7 @@ use seccompiler::SeccompCmpOp;
 
 use crate::bpf::{simulate, SeccompData};
 use crate::rule::{ArgCond, ArgRule, SyscallRule};
-use crate::{builtin_rules, compile, errno_rules, FilterContext, Mode, ThreadKind};
-
-/// The fd used for pinned fds when counting instructions (any value works).
-const PROBE_FD: i32 = 10;
+use crate::{compile, errno_rules, FilterContext, Mode, ThreadKind};
 
 /// Markers around the generated part of docs/seccomp.md.
 pub const BEGIN_MARK: &str =
@@ -31,35 +28,75 @@ pub struct HotPath {
 }
 
 /// The hot system calls `kind` allows, with the instructions the `--seccomp true` filter runs
-/// to allow each (fds pinned as at run time).
+/// to allow each (fds pinned as at run time, from [`FilterContext::example`]).
 pub fn hot_paths(kind: ThreadKind) -> Vec<HotPath> {
-    let ctx = probe_ctx();
+    let ctx = FilterContext::example(kind);
     let Ok(Some(prog)) = compile(kind, Mode::Kill, &ctx) else {
         return Vec::new();
     };
     let rules = crate::rules(kind, &ctx);
-    let fd = PROBE_FD as u64;
-    let probes: [(&'static str, i64, [u64; 6]); 7] = [
+    // The first fd of the first of `roles` the thread has (-1: none, the probe fails).
+    let fd = |roles: &[&str]| -> u64 {
+        roles
+            .iter()
+            .find_map(|r| ctx.get(r).first().copied())
+            .map_or(u64::MAX, |fd| u64::from(fd as u32))
+    };
+    let mut probes: Vec<(&'static str, i64, [u64; 6])> = vec![
         (
             "ioctl KVM_RUN",
             libc::SYS_ioctl,
-            [fd, crate::ioctls::KVM_RUN(), 0, 0, 0, 0],
+            [fd(&["vcpu"]), crate::ioctls::KVM_RUN(), 0, 0, 0, 0],
         ),
-        ("read (eventfd)", libc::SYS_read, [fd, 0x1000, 8, 0, 0, 0]),
-        ("write (eventfd)", libc::SYS_write, [fd, 0x1000, 8, 0, 0, 0]),
+        (
+            "read (eventfd)",
+            libc::SYS_read,
+            [fd(&["queue", "exit"]), 0x1000, 8, 0, 0, 0],
+        ),
+        (
+            "write (eventfd)",
+            libc::SYS_write,
+            [
+                fd(&["irq", "state:virtio", "stop:virtio"]),
+                0x1000,
+                8,
+                0,
+                0,
+                0,
+            ],
+        ),
         (
             "epoll_wait",
             libc::SYS_epoll_wait,
-            [fd, 0x1000, 16, u64::MAX, 0, 0],
+            [fd(&["epoll"]), 0x1000, 16, u64::MAX, 0, 0],
         ),
-        ("pread64", libc::SYS_pread64, [fd, 0x1000, 512, 0, 0, 0]),
-        ("pwrite64", libc::SYS_pwrite64, [fd, 0x1000, 512, 0, 0, 0]),
+        (
+            "pread64",
+            libc::SYS_pread64,
+            [fd(&["disk"]), 0x1000, 512, 0, 0, 0],
+        ),
+        (
+            "pwrite64",
+            libc::SYS_pwrite64,
+            [fd(&["disk"]), 0x1000, 512, 0, 0, 0],
+        ),
         (
             "futex FUTEX_WAKE",
             libc::SYS_futex,
             [0x1000, 0x81, 1, 0, 0, 0],
         ),
     ];
+    if kind == ThreadKind::Vcpu {
+        // Serial output: one write per line of guest console output.
+        probes.insert(
+            3,
+            (
+                "write (console)",
+                libc::SYS_write,
+                [fd(&["stdout"]), 0x1000, 80, 0, 0, 0],
+            ),
+        );
+    }
     probes
         .iter()
         .filter_map(|(what, nr, args)| {
@@ -74,15 +111,8 @@ pub fn hot_paths(kind: ThreadKind) -> Vec<HotPath> {
         .collect()
 }
 
-fn probe_ctx() -> FilterContext {
-    FilterContext {
-        vcpu_fd: Some(PROBE_FD),
-        ..FilterContext::default()
-    }
-}
-
 fn prog_len(kind: ThreadKind, mode: Mode) -> String {
-    match compile(kind, mode, &probe_ctx()) {
+    match compile(kind, mode, &FilterContext::example(kind)) {
         Ok(Some(p)) => p.len().to_string(),
         Ok(None) => "0".into(),
         Err(e) => format!("(does not compile: {e})"),
@@ -139,6 +169,9 @@ pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
 
 fn cond_text(rule: &SyscallRule, c: &ArgCond) -> String {
     let i = c.index;
+    if let Some(role) = c.fd {
+        return format!("arg{i} == fd:{role}");
+    }
     let value = match cond_label(rule, c) {
         Some(label) if !matches!(c.op, SeccompCmpOp::MaskedEq(_)) => label.to_string(),
         _ => format!("{:#x}", c.value),
@@ -158,8 +191,8 @@ fn cond_text(rule: &SyscallRule, c: &ArgCond) -> String {
     }
 }
 
-/// The argument conditions of `rule` in words; `pinned` marks an fd fixed at run time.
-fn args_text(rule: &SyscallRule, pinned: bool) -> String {
+/// The argument conditions of `rule` in words, fds by role (`fd in {stdout, irq}`).
+fn args_text(rule: &SyscallRule) -> String {
     match &rule.args {
         ArgRule::Any => "any".into(),
         ArgRule::Ioctls { fd, requests } => {
@@ -167,14 +200,21 @@ fn args_text(rule: &SyscallRule, pinned: bool) -> String {
                 .iter()
                 .map(|r| format!("{} ({:#x})", r.name, r.request))
                 .collect();
-            let fd = match (fd, pinned) {
-                (Some(fd), _) => format!("fd == {fd}, "),
-                (None, true) => "fd == its own fd (pinned at run time), ".into(),
-                (None, false) => String::new(),
+            let fd = match fd {
+                Some(role) => format!("fd in {{{role}}}, "),
+                None => String::new(),
             };
             format!("{fd}request in {{{}}}", reqs.join(", "))
         }
         ArgRule::Match(alts) => {
+            if let Some((index, roles)) = crate::rule::fd_set(alts) {
+                let what = if index == 0 {
+                    "fd".to_string()
+                } else {
+                    format!("arg{index}")
+                };
+                return format!("{what} in {{{}}}", roles.join(", "));
+            }
             let alts: Vec<String> = alts
                 .iter()
                 .map(|conds| {
@@ -182,12 +222,7 @@ fn args_text(rule: &SyscallRule, pinned: bool) -> String {
                     format!("({})", c.join(" and "))
                 })
                 .collect();
-            let text = alts.join(" or ");
-            if pinned {
-                format!("{text}, fd pinned at run time")
-            } else {
-                text
-            }
+            alts.join(" or ")
         }
     }
 }
@@ -205,15 +240,21 @@ fn reason_text(rule: &SyscallRule) -> String {
     }
 }
 
-/// (rule as printed with no run-time facts, whether run time pins an fd in it).
-fn printable_rules(kind: ThreadKind) -> Vec<(SyscallRule, bool)> {
-    let plain = builtin_rules(kind, &FilterContext::default());
-    let pinned = builtin_rules(kind, &probe_ctx());
-    plain
+/// The rules as printed: fds by role.
+fn printable_rules(kind: ThreadKind) -> Vec<SyscallRule> {
+    crate::symbolic_rules(kind)
+}
+
+/// The fd roles `kind` uses, with what each is.
+fn roles_text(kind: ThreadKind) -> Vec<String> {
+    crate::fds::roles_used(&printable_rules(kind))
         .into_iter()
         .map(|r| {
-            let differs = pinned.iter().any(|p| p.nr == r.nr && p.args != r.args);
-            (r, differs)
+            let what = crate::fds::ROLES
+                .iter()
+                .find(|(n, _)| *n == r)
+                .map_or("", |(_, w)| *w);
+            format!("{r}: {what}")
         })
         .collect()
 }
@@ -228,27 +269,78 @@ pub fn table(kind: ThreadKind) -> String {
         prog_len(kind, Mode::Log)
     );
     let _ = writeln!(out, "  hot path (BPF instructions run to allow; cached = unconditional rule, skipped by the kernel's action cache since 5.11): {}", hot_text(kind));
-    for (rule, pinned) in &rules {
+    let _ = writeln!(
+        out,
+        "  fds by role (pinned to this thread's own fds when it is spawned):"
+    );
+    for r in roles_text(kind) {
+        let _ = writeln!(out, "    {r}");
+    }
+    write_rules(&mut out, &rules, true);
+    let _ = writeln!(
+        out,
+        "  anything else: SIGSYS -> one report line, exit 148 (true); USER_NOTIF -> the seccomp-log supervisor reports it and lets it run (log; {})",
+        ip_text(compile(kind, Mode::Log, &FilterContext::example(kind)).ok().flatten())
+    );
+    out
+}
+
+/// One entry per allowed call (arguments and reason), then the calls answered with an errno
+/// (with their reasons when `errno_reasons`).
+fn write_rules(out: &mut String, rules: &[SyscallRule], errno_reasons: bool) {
+    for rule in rules {
         let _ = writeln!(
             out,
             "  {:<16} {:>3}  {}\n  {:<20} why: {}",
             rule.name,
             rule.nr,
-            args_text(rule, *pinned),
+            args_text(rule),
             "",
             reason_text(rule)
         );
     }
     for e in errno_rules() {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  {:<16} {:>3}  answered with {} (not allowed)\n  {:<20} why: {}",
-            e.name, e.nr, e.errno_name, "", e.reason
+            "  {:<16} {:>3}  answered with {} (not allowed)",
+            e.name, e.nr, e.errno_name
         );
+        if errno_reasons {
+            let _ = write!(out, "\n  {:<20} why: {}", "", e.reason);
+        }
+        out.push('\n');
     }
+}
+
+/// Whether a compiled program decides anything by instruction pointer (a bypass if so).
+fn ip_text(prog: Option<crate::BpfProgram>) -> &'static str {
+    match prog {
+        Some(p) if !crate::bpf::reads_instruction_pointer(&p) => {
+            "the program never reads the instruction pointer"
+        }
+        Some(_) => "WARNING: the program reads the instruction pointer",
+        None => "does not compile",
+    }
+}
+
+/// The `seccomp-log` supervisor's filter as `microvm seccomp print` shows it (it exists only
+/// under `--seccomp log`; its fds are known only at run time, so the count uses an example).
+pub fn supervisor_table() -> String {
+    let rules = crate::supervisor::symbolic_rules();
+    let prog = crate::supervisor::compile(3).ok();
+    let len = prog
+        .as_ref()
+        .map_or("(does not compile)".into(), |p| p.len().to_string());
+    let mut out = format!(
+        "thread {} (--seccomp log only): {} allowed system calls; BPF {len} instructions\n",
+        crate::supervisor::THREAD_NAME,
+        rules.len(),
+    );
+    write_rules(&mut out, &rules, false);
     let _ = writeln!(
         out,
-        "  anything else: SIGSYS -> one report line, exit 148 (true) or report + run it (log)"
+        "  anything else: SIGSYS -> one report line, the call fails with ENOSYS (never USER_NOTIF: it must not notify itself; {})",
+        ip_text(prog)
     );
     out
 }
@@ -261,7 +353,7 @@ pub fn markdown() -> String {
         let _ = writeln!(
             out,
             "| `{kind}` | {} | {} / {} | {} |",
-            builtin_rules(*kind, &FilterContext::default()).len(),
+            printable_rules(*kind).len(),
             prog_len(*kind, Mode::Kill),
             prog_len(*kind, Mode::Log),
             hot_text(*kind)
@@ -276,17 +368,26 @@ pub fn markdown() -> String {
         );
     }
     for kind in ThreadKind::all() {
-        let _ = write!(
+        let _ = write!(out, "\n### Thread kind `{kind}`\n");
+        let _ = writeln!(
             out,
-            "\n### Thread kind `{kind}`\n\n| system call | nr | arguments | why |\n|---|---|---|---|\n"
+            "\nfd roles: {}\n\n| system call | nr | arguments | why |\n|---|---|---|---|",
+            roles_text(*kind)
+                .iter()
+                .map(|r| match r.split_once(": ") {
+                    Some((n, w)) => format!("`{n}` ({w})"),
+                    None => r.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
         );
-        for (rule, pinned) in printable_rules(*kind) {
+        for rule in printable_rules(*kind) {
             let _ = writeln!(
                 out,
                 "| `{}` | {} | {} | {} |",
                 rule.name,
                 rule.nr,
-                args_text(&rule, pinned).replace('|', "\\|"),
+                args_text(&rule).replace('|', "\\|"),
                 reason_text(&rule).replace('|', "\\|")
             );
         }

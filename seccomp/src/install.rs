@@ -5,6 +5,10 @@
 //! the audit log (dmesg `audit: type=1326`), so `--seccomp true` and `--seccomp log` both keep
 //! the audit path working (kernel rule since v4.14/4.18, commit 326bee02: KILL and LOG actions
 //! are always logged, TRAP/ERRNO/TRACE/USER_NOTIF only for filters loaded with this flag).
+//! Under `--seccomp log` we also pass `SECCOMP_FILTER_FLAG_NEW_LISTENER` and hand the listener
+//! to the `seccomp-log` supervisor (see `supervisor.rs`).
+
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use seccompiler::BpfProgram;
 
@@ -20,9 +24,26 @@ const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
 /// Installs `prog` on the calling thread only (no TSYNC), after setting NO_NEW_PRIVS, with
 /// `SECCOMP_FILTER_FLAG_LOG` (retried without it on kernels that refuse the flag).
 ///
+/// While the `seccomp-log` supervisor takes registrations (`--seccomp log`, see
+/// [`crate::start_supervisor`]) the filter is loaded with a listener
+/// (`SECCOMP_FILTER_FLAG_NEW_LISTENER`), which goes to the supervisor with the thread's name.
+///
 /// Filters cannot be removed and are inherited by threads spawned afterwards. An empty or
 /// oversized program is an error, as is any prctl/seccomp failure; nothing panics.
 pub fn install(prog: &BpfProgram) -> Result<(), Error> {
+    // Taken before the filter goes on: see `supervisor::registrar`.
+    let Some(tx) = crate::supervisor::registrar() else {
+        return install_flags(prog, 0).map(drop);
+    };
+    let fd = install_flags(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // SAFETY: with NEW_LISTENER a successful seccomp(2) returns a new fd we now own.
+    let listener = unsafe { OwnedFd::from_raw_fd(fd) };
+    crate::supervisor::hand_over(&tx, listener)
+}
+
+/// [`install`] with `extra` flags besides `SECCOMP_FILTER_FLAG_LOG`; returns seccomp(2)'s
+/// result (the listener fd with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, else 0).
+pub(crate) fn install_flags(prog: &BpfProgram, extra: libc::c_ulong) -> Result<i32, Error> {
     let current = || {
         let mut buf = [0u8; 16];
         thread_name(&mut buf).to_string()
@@ -46,7 +67,7 @@ pub fn install(prog: &BpfProgram) -> Result<(), Error> {
         len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    for flags in [SECCOMP_FILTER_FLAG_LOG, 0] {
+    for flags in [SECCOMP_FILTER_FLAG_LOG | extra, extra] {
         // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies it.
         let rc = unsafe {
             libc::syscall(
@@ -56,8 +77,8 @@ pub fn install(prog: &BpfProgram) -> Result<(), Error> {
                 &fprog as *const libc::sock_fprog,
             )
         };
-        if rc == 0 {
-            return Ok(());
+        if rc >= 0 {
+            return i32::try_from(rc).map_err(|_| fail("seccomp(SECCOMP_SET_MODE_FILTER) result"));
         }
         if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
             break;

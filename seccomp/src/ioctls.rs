@@ -15,6 +15,7 @@ ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_bindings::kvm_ioeventfd);
 ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_bindings::kvm_msi);
+ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_bindings::kvm_mp_state);
 
 /// Names and numbers of the ioctl requests microvm knows (filters, reports, `from-strace`).
 /// Only requests with a fixed number are listed (no size-dependent `_IOC` families).
@@ -29,6 +30,7 @@ pub fn known() -> Vec<(&'static str, u64)> {
         ("KVM_IRQFD", KVM_IRQFD()),
         ("KVM_IOEVENTFD", KVM_IOEVENTFD()),
         ("KVM_SIGNAL_MSI", KVM_SIGNAL_MSI()),
+        ("KVM_GET_MP_STATE", KVM_GET_MP_STATE()),
         ("TCGETS", TCGETS),
         ("TCSETS", TCSETS),
         ("TCSETSW", TCSETSW),

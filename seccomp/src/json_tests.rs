@@ -8,6 +8,12 @@ fn malformed_json_names_the_place() {
     assert!(e.starts_with("malformed JSON at line 2 column"), "{e}");
     let e = CustomFilters::parse(r#"{"nosuch": {}}"#).unwrap_err();
     assert!(e.contains("unknown thread kind \"nosuch\""), "{e}");
+    assert!(e.starts_with("at line 1 column"), "{e}");
+    let e = CustomFilters::parse(r#"{"vmm": {"filter": []}, "vmm": {"filter": []}}"#).unwrap_err();
+    assert!(e.contains("thread kind \"vmm\" is defined twice"), "{e}");
+    let e = CustomFilters::parse(r#"{"vmm": {"mismatch_action": "explode", "filter": []}}"#)
+        .unwrap_err();
+    assert!(e.contains("unknown variant `explode`"), "{e}");
     let e = CustomFilters::parse(
         r#"{"vcpu": {"mismatch_action": "trap", "match_action": "allow", "filter": [{"syscall": "nosuchcall"}]}}"#,
     )
@@ -23,7 +29,7 @@ fn errors_stay_on_one_line() {
     )
     .unwrap_err();
     assert!(!e.contains('\n'), "{e:?}");
-    assert!(e.contains(r#"unknown field "\nargs""#), "{e}");
+    assert!(e.contains(r#"unknown field `\nargs`"#), "{e}");
     let e = CustomFilters::parse(r#"{"vm\tm": {}}"#).unwrap_err();
     assert!(e.contains(r#"unknown thread kind "vm\tm""#), "{e}");
 }

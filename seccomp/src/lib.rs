@@ -1,6 +1,8 @@
 //! One seccomp filter per microvm thread kind: rules as data, modes, compile, install, report.
 //!
-//! Usage: main calls [`install_violation_reporter`] once before spawning threads; each thread
+//! Usage: main calls [`install_violation_reporter`] once before spawning threads (and, for
+//! [`Mode::Log`], [`start_supervisor`] first of all threads and [`close_registration`] after
+//! the last filter went on); each thread
 //! gets a program from [`compile`] (built by its parent, moved in) and calls [`install`] as the
 //! first statement of its body, skipping it when [`compile`] returned `None` (`--seccomp false`).
 //! Process-wide signal handlers (SIGRTMIN kick) must be registered before filters go in: no
@@ -15,7 +17,7 @@ pub mod check;
 mod common;
 mod compile;
 pub mod docs;
-mod gadget;
+pub mod fds;
 mod install;
 pub mod ioctls;
 pub mod json;
@@ -25,15 +27,16 @@ mod report;
 mod rng;
 mod rule;
 pub mod strace;
+mod supervisor;
 mod syscalls;
 mod vcpu;
 mod vmm;
 
 use std::fmt;
-use std::os::fd::RawFd;
 use std::str::FromStr;
 
 pub use compile::BPF_MAX_INSNS;
+pub use fds::FilterContext;
 pub use install::install;
 pub use json::{use_custom_filters, CustomFilters};
 pub use logmode::summary as log_summary;
@@ -42,7 +45,12 @@ pub use report::{
 };
 pub use rule::{ArgCond, ArgRule, ErrnoRule, Ioctl, SyscallRule};
 pub use seccompiler::{sock_filter as SockFilter, BpfProgram};
+pub use supervisor::{
+    close_registration, compile as supervisor_filter, start_supervisor,
+    symbolic_rules as supervisor_rules, THREAD_NAME as SUPERVISOR_THREAD,
+};
 pub use syscalls::{syscall_name, syscall_number};
+pub use vmm::P_PIDFD;
 
 /// Errors of this crate; each names the thread kind or thread it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +107,14 @@ pub enum Error {
         /// Program length.
         len: usize,
     },
+    /// The `seccomp-log` supervisor could not be started or reached.
+    #[error("seccomp-log supervisor: {what}: {source}")]
+    Supervisor {
+        /// What failed.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The SIGSYS handler could not be installed.
     #[error("installing the seccomp violation reporter (sigaction SIGSYS): {0}")]
     Reporter(std::io::Error),
@@ -126,8 +142,8 @@ pub enum ThreadKind {
 pub(crate) struct KindSpec {
     /// Short name used in CLI output, reports and error messages.
     pub(crate) name: &'static str,
-    /// The kind's full rule list (common rules included).
-    pub(crate) rules: fn(&FilterContext) -> Vec<SyscallRule>,
+    /// The kind's full rule list (common rules included), fds by role (symbolic).
+    pub(crate) rules: fn() -> Vec<SyscallRule>,
     /// Argument-checked syscalls to test first, hottest first.
     pub(crate) hot: &'static [i64],
 }
@@ -188,9 +204,9 @@ pub enum Mode {
     Kill,
     /// `false`: no filter at all.
     Off,
-    /// `log`: a forbidden syscall is reported on stderr by microvm (once per thread and call),
-    /// then performed by the reporter so the VM keeps running; the kernel audit log
-    /// (dmesg `audit: type=1326`) records it too.
+    /// `log`: a forbidden syscall notifies the `seccomp-log` supervisor, which reports it on
+    /// stderr (once per thread and call) and lets the kernel run it so the VM keeps running;
+    /// the kernel audit log (dmesg `audit: type=1326`) records it too.
     Log,
 }
 
@@ -217,26 +233,26 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Facts known when a filter is built, so rules can pin them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FilterContext {
-    /// The vCPU fd of the thread: KVM_RUN is allowed on this fd only. `None`: on any fd.
-    pub vcpu_fd: Option<RawFd>,
-    /// The disk fd of a blk thread: pread64/pwrite64/fdatasync/fsync on this fd only.
-    pub disk_fd: Option<RawFd>,
-    /// The TAP fd of a net thread (documentation of what it serves; read/write are common).
-    pub tap_fd: Option<RawFd>,
-}
-
-/// The filter of `kind` as data: the custom one from [`use_custom_filters`] if any, else the
-/// built-in one.
+/// The filter of `kind` as data, pinned to the fds of `ctx`: the custom one from
+/// [`use_custom_filters`] if any, else the built-in one.
 pub fn rules(kind: ThreadKind, ctx: &FilterContext) -> Vec<SyscallRule> {
-    json::custom_rules(kind).unwrap_or_else(|| builtin_rules(kind, ctx))
+    fds::resolve(&symbolic_rules(kind), ctx)
 }
 
-/// The built-in filter of `kind` as data, in the order it is written (common rules first).
+/// The filter of `kind` with fds by role (custom if any, else built-in), as printed.
+pub fn symbolic_rules(kind: ThreadKind) -> Vec<SyscallRule> {
+    json::custom_rules(kind).unwrap_or_else(|| builtin_symbolic_rules(kind))
+}
+
+/// The built-in filter of `kind`, pinned to the fds of `ctx`, in the order it is written
+/// (common rules first).
 pub fn builtin_rules(kind: ThreadKind, ctx: &FilterContext) -> Vec<SyscallRule> {
-    (kind.spec().rules)(ctx)
+    fds::resolve(&builtin_symbolic_rules(kind), ctx)
+}
+
+/// The built-in filter of `kind` with fds by role (see [`fds`]).
+pub fn builtin_symbolic_rules(kind: ThreadKind) -> Vec<SyscallRule> {
+    (kind.spec().rules)()
 }
 
 /// Syscalls every kind answers with an errno instead of a trap.
@@ -276,13 +292,13 @@ pub fn bpf_len(kind: ThreadKind, mode: Mode, ctx: &FilterContext) -> Result<usiz
 /// the program size in Kill mode (or the compile error).
 pub fn describe(kind: ThreadKind, ctx: &FilterContext) -> String {
     use fmt::Write as _;
-    let rules = rules(kind, ctx);
+    let rules = symbolic_rules(kind);
     let len = match bpf_len(kind, Mode::Kill, ctx) {
         Ok(len) => format!("{len} BPF instructions"),
         Err(e) => format!("does not compile: {e}"),
     };
     let mut out = format!(
-        "seccomp filter of thread kind {kind}: {} system calls, {len}\n",
+        "seccomp filter of thread kind {kind}: {} system calls, {len}\n  fds: {ctx}\n",
         rules.len()
     );
     for rule in &rules {

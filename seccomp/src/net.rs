@@ -2,27 +2,33 @@
 //! rx/tx queues and its TAP.
 //!
 //! It waits in epoll_wait on the tx/rx ioeventfds, a state eventfd, a stop eventfd and the
-//! TAP; reads/writes the TAP with read/write (already in the common list, any fd: eventfds
-//! need them too); adds and removes the TAP in its epoll set with epoll_ctl (it stops polling
+//! TAP; reads/writes the TAP with read/write (pinned, with its eventfds); adds and removes the TAP in its epoll set with epoll_ctl (it stops polling
 //! the TAP while the guest has no rx buffer). The TAP was opened and configured (TUNSETIFF,
-//! TUNSETVNETHDRSZ) by the main thread: no open, no socket, no ioctl here.
+//! TUNSETVNETHDRSZ) by the main thread: no open, no socket, no ioctl here. With `bw=` it
+//! arms and reads its rx and tx rate-limit timerfds (made by the main thread; polled from the
+//! start, so no epoll_ctl for them). As a device process (`--isolate devices`) it also
+//! serves its proxy socket (see `blk.rs`, `DEVICE_READS`).
 
-use crate::rule::SyscallRule;
-use crate::{FilterContext, KindSpec};
+use crate::blk::{device_io, epoll_wait, timerfd_settime};
+use crate::rule::{ArgCond, SyscallRule};
+use crate::KindSpec;
 
-/// The net kind: name, rules; nothing argument-checked is hot.
+/// The net kind: name, rules; read (queue eventfd, TAP) and write (irqfd, TAP) are hot.
 pub(crate) const SPEC: KindSpec = KindSpec {
     name: "net",
     rules,
-    hot: &[],
+    hot: &[libc::SYS_read, libc::SYS_write],
 };
 
 #[rustfmt::skip]
-fn rules(_ctx: &FilterContext) -> Vec<SyscallRule> {
-    let mut rules = crate::common::rules(&[]);
+fn rules() -> Vec<SyscallRule> {
+    let io = device_io(&["queue", "tap", "timer", "state", "stop", "proxy", "hook"], &["irq", "tap", "notify", "proxy", "window"]);
+    let mut rules = crate::common::rules(&[], io);
     rules.extend([
-        SyscallRule::any("epoll_wait", libc::SYS_epoll_wait, "the device thread's event loop (glibc epoll_wait)"),
-        SyscallRule::any("epoll_ctl", libc::SYS_epoll_ctl, "stop/resume polling the TAP as rx buffers run out/come back"),
+        epoll_wait(),
+        timerfd_settime(),
+        SyscallRule::when("epoll_ctl", libc::SYS_epoll_ctl, "its own epoll instance, the TAP only: stop/resume polling it as rx buffers run out/come back",
+            vec![ArgCond::fd(0, "epoll"), ArgCond::fd(2, "tap")]),
     ]);
     rules
 }

@@ -5,10 +5,12 @@
 //! allows: `prctl(PR_GET_NAME)` for the thread name, `write(2)` and `exit_group`. It does not
 //! allocate or lock: the line is formatted with `core::fmt` into a stack buffer.
 //!
-//! Kill mode (`true`): print the line, `_exit(148)`. Log mode: print the line the first time
-//! this (thread, syscall[, ioctl request]) is seen, then perform the call through the gadget
-//! (see `gadget.rs`), which the log-mode filters allow, and put its result in the interrupted
-//! context's RAX, so the thread continues as if the call had been allowed.
+//! Kill mode (`true`): print the line, `_exit(148)`. Log mode: the filtered threads notify the
+//! `seccomp-log` supervisor instead (see `supervisor.rs`), which formats its lines with
+//! [`format_logged`]; only the supervisor's own filter still traps. Its violation is printed
+//! the first time this (thread, syscall[, ioctl request]) is seen and is **not** performed:
+//! the handler puts `-ENOSYS` in the interrupted context's RAX (nothing may run a forbidden
+//! call on its behalf, and it cannot notify itself).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -113,8 +115,12 @@ fn format_head(v: &Violation<'_>, out: &mut impl std::fmt::Write) -> std::fmt::R
     write!(out, " at ip {:#x}", v.ip)
 }
 
-/// The mode the handler serves: 0 none, 1 Kill, 2 Log.
-static HANDLER_MODE: AtomicU8 = AtomicU8::new(0);
+/// The mode the handler serves: [`HANDLER_NONE`], [`HANDLER_KILL`] or [`HANDLER_LOG`]
+/// (an atomic, so the signal handler can read it).
+static HANDLER_MODE: AtomicU8 = AtomicU8::new(HANDLER_NONE);
+const HANDLER_NONE: u8 = 0;
+const HANDLER_KILL: u8 = 1;
+const HANDLER_LOG: u8 = 2;
 
 /// Reads the calling thread's name (comm) into `buf`; `"?"` if that fails.
 pub(crate) fn thread_name(buf: &mut [u8; 16]) -> &str {
@@ -128,7 +134,7 @@ pub(crate) fn thread_name(buf: &mut [u8; 16]) -> &str {
 }
 
 /// Writes all of `bytes` to fd 2, ignoring errors (nothing else can be done in a handler).
-fn write_stderr(mut bytes: &[u8]) {
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: the pointer and length describe the live `bytes` slice.
         let n = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
@@ -176,23 +182,19 @@ extern "C" fn handle_sigsys(
         ],
         ip: si.call_addr,
     };
-    if HANDLER_MODE.load(Ordering::Relaxed) == 2 {
+    if HANDLER_MODE.load(Ordering::Relaxed) == HANDLER_LOG {
         // SAFETY: the kernel's ucontext is ours to modify; rt_sigreturn restores it.
         let gregs = unsafe { &mut (*(ucontext as *mut libc::ucontext_t)).uc_mcontext.gregs };
-        // Report first: the call may not return (exit_group, execve).
-        let (plan, note) = plan(&v);
+        let (exit, note) = log_plan(&v);
         if crate::logmode::record(&v) {
             let _ = format_logged(&v, note, &mut line);
             write_stderr(line.as_bytes());
         }
-        gregs[libc::REG_RAX as usize] = match plan {
-            // SAFETY: the thread itself made this call with these arguments; performing it on
-            // its behalf has the effects it asked for (every signal is blocked meanwhile).
-            Plan::Run => unsafe { crate::gadget::syscall(v.nr, v.args) },
-            Plan::Fail(errno) => -i64::from(errno),
+        if exit {
             // SAFETY: _exit (exit_group) is async-signal-safe and allowed by every filter.
-            Plan::Exit => unsafe { libc::_exit(EXIT_SECCOMP_VIOLATION) },
-        };
+            unsafe { libc::_exit(EXIT_SECCOMP_VIOLATION) };
+        }
+        gregs[libc::REG_RAX as usize] = -i64::from(libc::ENOSYS);
         return;
     }
     let _ = format_violation(&v, &mut line);
@@ -201,51 +203,37 @@ extern "C" fn handle_sigsys(
     unsafe { libc::_exit(EXIT_SECCOMP_VIOLATION) };
 }
 
-/// What log mode does with a trapped call.
-enum Plan {
-    /// Perform it through the gadget.
-    Run,
-    /// Do not perform it; fail it with this errno.
-    Fail(i32),
-    /// It cannot be emulated: exit.
-    Exit,
-}
-
-/// Log mode: whether the trapped call can be re-issued from a signal handler, and the note
-/// for the report line.
-fn plan(v: &Violation<'_>) -> (Plan, &'static str) {
-    const NOTE: &str = "allowed by --seccomp log (reported once per thread and call; the exit summary counts repeats)";
-    const NO_THREAD: &str =
-        "NOT re-issued under --seccomp log (a thread cannot be created from the reporter)";
-    match v.nr {
-        // A new thread would start on its own stack at the gadget's `ret`.
-        libc::SYS_clone3 => (Plan::Fail(libc::ENOSYS), NO_THREAD),
-        libc::SYS_clone if v.args[0] & libc::CLONE_VM as u64 != 0 => {
-            (Plan::Fail(libc::EPERM), NO_THREAD)
-        }
-        libc::SYS_vfork => (
-            Plan::Fail(libc::EPERM),
-            "NOT re-issued under --seccomp log (vfork would share the reporter's stack)",
-        ),
-        libc::SYS_rt_sigreturn => (
-            Plan::Exit,
-            "rt_sigreturn cannot be re-issued from a signal handler: microvm exits with status 148",
-        ),
-        _ => (Plan::Run, NOTE),
+/// Log mode, a trap (so on the supervisor, whose filter alone traps): whether microvm must
+/// exit, and the note for the report line. The call itself never runs.
+fn log_plan(v: &Violation<'_>) -> (bool, &'static str) {
+    if v.nr == libc::SYS_rt_sigreturn {
+        return (
+            true,
+            "rt_sigreturn cannot be failed from a signal handler: microvm exits with status 148",
+        );
     }
+    (false, "NOT run: a forbidden call of the seccomp-log supervisor itself fails with ENOSYS (nothing may run it on its behalf)")
 }
 
 /// Installs the process-wide reporter for `mode`. Call once from main before spawning threads.
 ///
 /// Kill and Log: a SIGSYS handler (SA_SIGINFO | SA_ONSTACK, all signals blocked while it runs)
 /// that prints one line naming thread, kind, syscall and arguments; Kill then exits the process
-/// with [`EXIT_SECCOMP_VIOLATION`], Log performs the call and lets the thread continue (see
-/// [`crate::log_summary`]). Off: nothing.
+/// with [`EXIT_SECCOMP_VIOLATION`], Log (where only the `seccomp-log` supervisor traps) fails
+/// the call with `ENOSYS` and lets the thread continue (see [`crate::log_summary`]).
+/// Off: nothing.
 pub fn install_violation_reporter(mode: Mode) -> Result<(), Error> {
     match mode {
         Mode::Off => Ok(()),
         Mode::Kill | Mode::Log => {
-            HANDLER_MODE.store(if mode == Mode::Log { 2 } else { 1 }, Ordering::Relaxed);
+            HANDLER_MODE.store(
+                if mode == Mode::Log {
+                    HANDLER_LOG
+                } else {
+                    HANDLER_KILL
+                },
+                Ordering::Relaxed,
+            );
             // SAFETY: an all-zero sigaction is a valid starting value.
             let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
             act.sa_sigaction = handle_sigsys as *const () as usize;

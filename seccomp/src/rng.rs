@@ -5,22 +5,19 @@
 //! fills buffers with getrandom (already in the common list) before writing its irqfd. It
 //! opens no file (no /dev/urandom) and touches no other fd.
 
+use crate::blk::{device_io, epoll_wait, DEVICE_READS, DEVICE_WRITES};
 use crate::rule::SyscallRule;
-use crate::{FilterContext, KindSpec};
+use crate::KindSpec;
 
-/// The rng kind: name, rules; nothing argument-checked is hot.
+/// The rng kind: name, rules; read (queue eventfd) and write (irqfd) are hot.
 pub(crate) const SPEC: KindSpec = KindSpec {
     name: "rng",
     rules,
-    hot: &[],
+    hot: &[libc::SYS_read, libc::SYS_write],
 };
 
-fn rules(_ctx: &FilterContext) -> Vec<SyscallRule> {
-    let mut rules = crate::common::rules(&[]);
-    rules.push(SyscallRule::any(
-        "epoll_wait",
-        libc::SYS_epoll_wait,
-        "the device thread's event loop (glibc epoll_wait)",
-    ));
+fn rules() -> Vec<SyscallRule> {
+    let mut rules = crate::common::rules(&[], device_io(DEVICE_READS, DEVICE_WRITES));
+    rules.push(epoll_wait());
     rules
 }

@@ -4,7 +4,6 @@
 //! only then lowered to seccompiler's IR.
 
 use std::fmt;
-use std::os::fd::RawFd;
 
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
@@ -46,8 +45,12 @@ pub struct ArgCond {
     pub index: u8,
     /// Comparison.
     pub op: SeccompCmpOp,
-    /// Value compared against (after masking for `MaskedEq`).
+    /// Value compared against (after masking for `MaskedEq`); ignored while `fd` is set.
     pub value: u64,
+    /// A symbolic fd (a role of [`crate::fds`], e.g. `"disk"`): the value is the fd the
+    /// thread holds in that role, filled in by [`crate::fds::resolve`] when the filter of a
+    /// thread is built (one alternative per fd of the role; none if the thread has none).
+    pub fd: Option<&'static str>,
 }
 
 impl ArgCond {
@@ -57,6 +60,17 @@ impl ArgCond {
             index,
             op: SeccompCmpOp::Eq,
             value,
+            fd: None,
+        }
+    }
+
+    /// `args[index] == ` an fd the thread holds in `role` (see [`crate::fds`]).
+    pub const fn fd(index: u8, role: &'static str) -> Self {
+        Self {
+            index,
+            op: SeccompCmpOp::Eq,
+            value: 0,
+            fd: Some(role),
         }
     }
 
@@ -66,6 +80,7 @@ impl ArgCond {
             index,
             op: SeccompCmpOp::MaskedEq(mask),
             value,
+            fd: None,
         }
     }
 }
@@ -75,10 +90,11 @@ impl ArgCond {
 pub enum ArgRule {
     /// Any arguments.
     Any,
-    /// `ioctl` restricted to these requests (arg 1), and to one fd (arg 0) when `fd` is set.
+    /// `ioctl` restricted to these requests (arg 1), and to the fds of one role (arg 0)
+    /// when `fd` is set.
     Ioctls {
-        /// The only fd the requests may be made on, if known when the filter is built.
-        fd: Option<RawFd>,
+        /// The role (see [`crate::fds`]) whose fds the requests may be made on.
+        fd: Option<&'static str>,
         /// Allowed requests; the first one is checked first.
         requests: Vec<Ioctl>,
     },
@@ -120,8 +136,34 @@ impl SyscallRule {
         Self::new(name, nr, reason, ArgRule::Match(vec![conds]))
     }
 
-    /// Lowers the argument restrictions to seccompiler rules (empty = unconditional).
+    /// A rule allowing `nr` when argument `index` is an fd of one of `roles` (an OR, in
+    /// this order: put the hottest first).
+    pub fn on_fds(
+        name: &'static str,
+        nr: i64,
+        reason: &'static str,
+        index: u8,
+        roles: &[&'static str],
+    ) -> Self {
+        let alts = roles.iter().map(|r| vec![ArgCond::fd(index, r)]).collect();
+        Self::new(name, nr, reason, ArgRule::Match(alts))
+    }
+
+    /// Whether any condition names an fd role.
+    pub fn has_fd_roles(&self) -> bool {
+        match &self.args {
+            ArgRule::Any => false,
+            ArgRule::Ioctls { fd, .. } => fd.is_some(),
+            ArgRule::Match(alts) => alts.iter().flatten().any(|c| c.fd.is_some()),
+        }
+    }
+
+    /// Lowers the argument restrictions to seccompiler rules (empty = unconditional). The
+    /// rule must be resolved ([`crate::fds::resolve`]): no fd role left.
     pub(crate) fn to_seccomp(&self) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+        if self.has_fd_roles() {
+            return Err(seccompiler::BackendError::EmptyRule);
+        }
         let lower = |conds: &[ArgCond]| -> Result<SeccompRule, seccompiler::BackendError> {
             let conds = conds
                 .iter()
@@ -133,18 +175,12 @@ impl SyscallRule {
         };
         match &self.args {
             ArgRule::Any => Ok(Vec::new()),
-            ArgRule::Ioctls { fd, requests } => requests
+            ArgRule::Ioctls { requests, .. } => requests
                 .iter()
                 .map(|ioctl| {
                     // seccompiler evaluates a rule's conditions last-to-first: put the request
                     // last so a wrong request is rejected after a single load.
-                    let mut conds = Vec::with_capacity(2);
-                    if let Some(fd) = fd {
-                        // fds are `unsigned int` in the kernel: compare the 32-bit pattern.
-                        conds.push(ArgCond::eq(0, u64::from(*fd as u32)));
-                    }
-                    conds.push(ArgCond::eq(1, ioctl.request));
-                    lower(&conds)
+                    lower(&[ArgCond::eq(1, ioctl.request)])
                 })
                 .collect(),
             ArgRule::Match(alternatives) => alternatives.iter().map(|conds| lower(conds)).collect(),
@@ -156,6 +192,9 @@ impl SyscallRule {
 fn fmt_cond(f: &mut fmt::Formatter<'_>, c: &ArgCond) -> fmt::Result {
     let i = c.index;
     let v = c.value;
+    if let Some(role) = c.fd {
+        return write!(f, "arg{i} == fd:{role}");
+    }
     match &c.op {
         SeccompCmpOp::Eq => write!(f, "arg{i} == {v:#x}"),
         SeccompCmpOp::Ne => write!(f, "arg{i} != {v:#x}"),
@@ -172,8 +211,8 @@ impl fmt::Display for ArgRule {
         match self {
             ArgRule::Any => f.write_str("any arguments"),
             ArgRule::Ioctls { fd, requests } => {
-                if let Some(fd) = fd {
-                    write!(f, "fd == {fd} and ")?;
+                if let Some(role) = fd {
+                    write!(f, "fd in {{{role}}} and ")?;
                 }
                 f.write_str("request in {")?;
                 for (i, r) in requests.iter().enumerate() {
@@ -183,6 +222,9 @@ impl fmt::Display for ArgRule {
                 f.write_str("}")
             }
             ArgRule::Match(alternatives) => {
+                if let Some((index, roles)) = fd_set(alternatives) {
+                    return write!(f, "arg{index} in {{{}}}", roles.join(", "));
+                }
                 for (i, conds) in alternatives.iter().enumerate() {
                     f.write_str(if i == 0 { "(" } else { " or (" })?;
                     for (j, c) in conds.iter().enumerate() {
@@ -197,6 +239,20 @@ impl fmt::Display for ArgRule {
             }
         }
     }
+}
+
+/// `Some((index, roles))` when every alternative is the single condition `arg[index] ==
+/// fd:role` on the same argument: printed as `fd in {a, b}`.
+pub(crate) fn fd_set(alternatives: &[Vec<ArgCond>]) -> Option<(u8, Vec<&'static str>)> {
+    let index = alternatives.first()?.first()?.index;
+    let roles = alternatives
+        .iter()
+        .map(|a| match a.as_slice() {
+            [c] if c.index == index && c.op == SeccompCmpOp::Eq => c.fd,
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((index, roles))
 }
 
 impl fmt::Display for SyscallRule {

@@ -11,6 +11,13 @@
 //! arrays stay unknown) and run through the kind's `--seccomp true` program in the BPF
 //! simulator. A decision that loaded an argument strace did not print as a number or known
 //! constant is flagged as uncertain.
+//!
+//! The filters pin fds by role. microvm logs each thread's fd map at debug level (`seccomp
+//! fds of vcpu0: stdout=1 ... exit=4 ...`, `vmm/src/filter_fds.rs`); the replay takes the maps
+//! from the trace's own `write(2, "...")` lines (record with `--log-level debug` and
+//! `strace -s 1024` so they are not cut) or from a separate log (`--fds FILE`, microvm's
+//! stderr), and runs each thread's calls against its filter pinned to *its* fds. A thread
+//! without a map is replayed with every fd condition taken as true, and the report says so.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,6 +58,8 @@ pub struct Thread {
     pub filtered_calls: usize,
     /// Whether it installed a filter.
     pub filtered: bool,
+    /// Whether its calls were replayed against its fd map (else fd pins were not checked).
+    pub pinned: bool,
     calls: Vec<(String, Vec<Option<u64>>, String)>,
 }
 
@@ -74,8 +83,63 @@ pub fn kind_of_thread(name: &str) -> Option<ThreadKind> {
     ThreadKind::all().iter().copied().find(|k| k.name() == base)
 }
 
-/// Replays `text` against the current filters.
+/// The fd maps microvm logged (`seccomp fds of THREAD: role=fd,fd ...`), by thread name,
+/// from raw log lines or strace's escaped `write(2, "...")` strings. A map cut short by
+/// strace (`"...`) or with an unknown role is left out.
+pub fn fd_maps(text: &str) -> BTreeMap<String, FilterContext> {
+    const MARK: &str = "seccomp fds of ";
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(at) = line.find(MARK) else {
+            continue;
+        };
+        let rest = &line[at + MARK.len()..];
+        let Some((thread, rest)) = rest.split_once(": ") else {
+            continue;
+        };
+        let end = rest
+            .find("\\n")
+            .or_else(|| rest.find('"'))
+            .unwrap_or(rest.len());
+        if rest[end..].starts_with("\"...") {
+            continue;
+        }
+        let mut ctx = FilterContext::new();
+        let ok = rest[..end].split_whitespace().all(|tok| {
+            let Some((role, fds)) = tok.split_once('=') else {
+                return false;
+            };
+            let Some(role) = crate::fds::role(role) else {
+                return false;
+            };
+            let Ok(fds) = fds
+                .split(',')
+                .map(str::parse::<i32>)
+                .collect::<Result<Vec<_>, _>>()
+            else {
+                return false;
+            };
+            ctx.add(role, fds);
+            true
+        });
+        if ok {
+            out.insert(thread.to_string(), ctx);
+        }
+    }
+    out
+}
+
+/// Replays `text` against the current filters, with the fd maps found in it.
 pub fn analyze(text: &str) -> Report {
+    analyze_with_fds(text, None)
+}
+
+/// Replays `text`, with the fd maps of `text` and of `fds_log` (microvm's stderr).
+pub fn analyze_with_fds(text: &str, fds_log: Option<&str>) -> Report {
+    let mut maps = fd_maps(text);
+    if let Some(log) = fds_log {
+        maps.extend(fd_maps(log));
+    }
     let mut threads: BTreeMap<u32, Thread> = BTreeMap::new();
     let mut pending: BTreeMap<u32, String> = BTreeMap::new();
     let mut tgid = None;
@@ -127,7 +191,7 @@ pub fn analyze(text: &str) -> Report {
     let own_pid = u64::from(std::process::id());
     let mut blocked: BTreeMap<(u32, String, Vec<Option<u64>>), Blocked> = BTreeMap::new();
     let mut errnos: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for t in threads.values() {
+    for t in threads.values_mut() {
         if !t.filtered {
             continue;
         }
@@ -135,7 +199,14 @@ pub fn analyze(text: &str) -> Report {
             report.unknown_kind.push(t.name.clone());
             continue;
         };
-        let Ok(Some(prog)) = compile(kind, Mode::Kill, &FilterContext::default()) else {
+        let ctx = match maps.get(&t.name) {
+            Some(ctx) => {
+                t.pinned = true;
+                ctx.clone()
+            }
+            None => FilterContext::unpinned(),
+        };
+        let Ok(Some(prog)) = compile(kind, Mode::Kill, &ctx) else {
             continue;
         };
         for (name, args, line) in &t.calls {
@@ -205,6 +276,9 @@ impl Report {
                 continue;
             }
             let _ = writeln!(out, "thread {} (tid {}, {kind}): {} calls before its filter (set-up, not evaluated), {} after", t.name, t.tid, t.setup_calls, t.filtered_calls);
+            if !t.pinned && kind_of_thread(&t.name).is_some() {
+                let _ = writeln!(out, "  fd pins not checked: no fd map for {} (record microvm with --log-level debug and strace -s 1024, or pass --fds with its stderr)", t.name);
+            }
             let mine: Vec<&Blocked> = self.blocked.iter().filter(|b| b.thread == t.name).collect();
             if mine.is_empty() && kind_of_thread(&t.name).is_some() {
                 let _ = writeln!(out, "  nothing would be blocked");
@@ -265,7 +339,7 @@ impl Report {
         let filters: Vec<(ThreadKind, Vec<SyscallRule>)> = kinds
             .into_iter()
             .map(|kind| {
-                let mut rules = crate::rules(kind, &FilterContext::default());
+                let mut rules = crate::symbolic_rules(kind);
                 for b in self.blocked.iter().filter(|b| b.kind == kind) {
                     add_rule(&mut rules, b);
                 }
@@ -304,10 +378,7 @@ fn add_rule(rules: &mut Vec<SyscallRule>, b: &Blocked) {
                 let mut alts: Vec<Vec<ArgCond>> = requests
                     .iter()
                     .map(|r| {
-                        let mut c: Vec<ArgCond> = fd
-                            .iter()
-                            .map(|f| ArgCond::eq(0, u64::from(*f as u32)))
-                            .collect();
+                        let mut c: Vec<ArgCond> = fd.iter().map(|r| ArgCond::fd(0, r)).collect();
                         c.push(ArgCond::eq(1, r.request));
                         c
                     })

@@ -7,17 +7,20 @@ use super::*;
 use crate::bpf::{simulate, SeccompData, Verdict};
 use libc::*;
 
-const VCPU_FD: RawFd = 7;
+/// The vCPU fd of [`FilterContext::example`] for the vcpu kind.
+const VCPU_FD: i32 = 20;
 
-fn ctx() -> FilterContext {
-    FilterContext {
-        vcpu_fd: Some(VCPU_FD),
-        ..Default::default()
+/// The example context of `kind` (one disk, one TAP, rng).
+fn ctx(kind: ThreadKind) -> FilterContext {
+    let c = FilterContext::example(kind);
+    if kind == ThreadKind::Vcpu {
+        assert_eq!(c.get("vcpu"), [VCPU_FD]);
     }
+    c
 }
 
 fn prog(kind: ThreadKind, mode: Mode) -> BpfProgram {
-    compile(kind, mode, &ctx()).unwrap().unwrap()
+    compile(kind, mode, &ctx(kind)).unwrap().unwrap()
 }
 
 fn run(kind: ThreadKind, nr: i64, args: [u64; 6]) -> Verdict {
@@ -76,7 +79,7 @@ const ESCAPES: &[i64] = &[
 #[test]
 fn rules_are_well_formed() {
     for kind in ThreadKind::all() {
-        let rules = rules(*kind, &ctx());
+        let rules = rules(*kind, &ctx(*kind));
         let mut seen = HashSet::new();
         for rule in &rules {
             assert!(seen.insert(rule.nr), "{kind}: {} listed twice", rule.name);
@@ -106,7 +109,7 @@ fn rules_are_well_formed() {
 
 #[test]
 fn duplicate_rules_are_rejected_not_merged() {
-    let mut rules = rules(ThreadKind::Vcpu, &ctx());
+    let mut rules = rules(ThreadKind::Vcpu, &ctx(ThreadKind::Vcpu));
     rules.push(SyscallRule::any("write", SYS_write, "again"));
     let err = compile::build(ThreadKind::Vcpu, &rules, Mode::Kill);
     let msg = err.unwrap_err().to_string();
@@ -119,7 +122,7 @@ fn duplicate_rules_are_rejected_not_merged() {
 #[test]
 fn every_rule_allows_its_syscall_and_escapes_are_trapped() {
     for kind in ThreadKind::all() {
-        for rule in rules(*kind, &ctx())
+        for rule in rules(*kind, &ctx(*kind))
             .iter()
             .filter(|r| r.args == ArgRule::Any)
         {
@@ -248,7 +251,13 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
     assert!(!simulate(&pinned, &kvm_run(VCPU_FD as u64 + 1)).allows());
     assert!(!simulate(&pinned, &kvm_run((1 << 32) | 8)).allows());
 
-    let any_fd = compile(ThreadKind::Vcpu, Mode::Kill, &FilterContext::default())
+    // A thread without a vCPU fd gets no ioctl at all (a role without fds grants nothing).
+    let none = compile(ThreadKind::Vcpu, Mode::Kill, &FilterContext::default())
+        .unwrap()
+        .unwrap();
+    assert!(!simulate(&none, &kvm_run(VCPU_FD as u64)).allows());
+    // A replay without an fd map takes every fd condition as true.
+    let any_fd = compile(ThreadKind::Vcpu, Mode::Kill, &FilterContext::unpinned())
         .unwrap()
         .unwrap();
     let v = simulate(&any_fd, &kvm_run(99));
@@ -260,16 +269,16 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
         }
     );
 
-    // seccompiler's own ascending order tests the 10 syscalls below 16 first (one folded JEQ
-    // each, two before the fold).
-    let rules = rules(ThreadKind::Vcpu, &ctx());
+    // seccompiler's own ascending order tests the 8 syscalls below 16 first (one folded JEQ
+    // each, two before the fold; three to skip write's long fd list, too far for a fold).
+    let rules = rules(ThreadKind::Vcpu, &ctx(ThreadKind::Vcpu));
     let plain = compile::build_ordered(ThreadKind::Vcpu, &rules, Mode::Kill, &[]).unwrap();
     let v = simulate(&plain, &kvm_run(VCPU_FD as u64));
     assert_eq!(
         v,
         Verdict::Return {
             value: SECCOMP_RET_ALLOW,
-            executed: 19
+            executed: 25
         }
     );
     assert_eq!(plain.len(), pinned.len());
@@ -277,7 +286,7 @@ fn kvm_run_is_pinned_to_the_vcpu_fd_and_decided_first() {
 
 #[test]
 fn reordering_keeps_every_decision() {
-    let rules = rules(ThreadKind::Vcpu, &ctx());
+    let rules = rules(ThreadKind::Vcpu, &ctx(ThreadKind::Vcpu));
     let plain = compile::build_ordered(ThreadKind::Vcpu, &rules, Mode::Kill, &[]).unwrap();
     let hot = prog(ThreadKind::Vcpu, Mode::Kill);
     let values = [
@@ -376,23 +385,27 @@ fn modes_set_the_mismatch_action() {
             Some(*kind),
             "kind code in SECCOMP_RET_DATA"
         );
-        // Log mode traps too (the reporter re-issues the call), except through the gadget.
-        let log = simulate(&prog(*kind, Mode::Log), &socket);
-        assert_eq!(log.action(), Some(SECCOMP_RET_TRAP));
-        let via_gadget = SeccompData {
-            ip: crate::gadget::allowed_ip(),
-            ..socket
-        };
-        assert!(simulate(&prog(*kind, Mode::Log), &via_gadget).allows());
-        assert!(!simulate(&prog(*kind, Mode::Kill), &via_gadget).allows());
+        // Log mode notifies the supervisor, from any instruction pointer: no call is
+        // allowed by where it is made from (the old re-issue gadget's bypass).
+        let log_prog = prog(*kind, Mode::Log);
+        assert!(!crate::bpf::reads_instruction_pointer(&log_prog), "{kind}");
+        assert!(!crate::bpf::reads_instruction_pointer(&prog(
+            *kind,
+            Mode::Kill
+        )));
+        for ip in [0, 0x7f00_1234_5678, u64::MAX] {
+            let from = SeccompData { ip, ..socket };
+            let log = simulate(&log_prog, &from);
+            assert_eq!(log.action(), Some(SECCOMP_RET_USER_NOTIF), "{kind} {ip:#x}");
+        }
         // openat is answered with EACCES in both modes, from any instruction pointer.
         let openat = SeccompData::new(SYS_openat, [AT_FDCWD as u64, 0x1000, 0, 0, 0, 0]);
         for mode in [Mode::Kill, Mode::Log] {
             assert_eq!(simulate(&prog(*kind, mode), &openat).errno(), Some(EACCES));
         }
-        assert!(compile(*kind, Mode::Off, &ctx()).unwrap().is_none());
-        assert_eq!(bpf_len(*kind, Mode::Off, &ctx()).unwrap(), 0);
-        let len = bpf_len(*kind, Mode::Kill, &ctx()).unwrap();
+        assert!(compile(*kind, Mode::Off, &ctx(*kind)).unwrap().is_none());
+        assert_eq!(bpf_len(*kind, Mode::Off, &ctx(*kind)).unwrap(), 0);
+        let len = bpf_len(*kind, Mode::Kill, &ctx(*kind)).unwrap();
         assert!(len > 0 && len < BPF_MAX_INSNS, "{kind}: {len}");
         // A foreign architecture (i386 int 0x80) kills the process outright.
         let i386 = SeccompData {
@@ -431,10 +444,13 @@ fn kinds_have_names_and_codes() {
         assert_eq!(ThreadKind::from_code(kind.code()), Some(*kind));
     }
     assert_eq!(ThreadKind::from_code(0), None);
-    let text = describe(ThreadKind::Vcpu, &ctx());
+    let text = describe(ThreadKind::Vcpu, &ctx(ThreadKind::Vcpu));
     assert!(
-        text.contains("fd == 7 and request in {KVM_RUN (0xae80), KVM_GET_REGS (0x8090ae81)}"),
+        text.contains("fd in {vcpu} and request in {KVM_RUN (0xae80), KVM_GET_REGS (0x8090ae81), KVM_GET_MP_STATE (0x8004ae98)}"),
         "{text}"
     );
     assert!(text.contains("BPF instructions"), "{text}");
 }
+
+mod pins;
+mod supervisor;

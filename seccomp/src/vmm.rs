@@ -6,46 +6,76 @@
 //! INVARIANT: it spawns no thread and opens no file once filtered, so no clone/clone3/rseq/
 //! set_robust_list and no writable openat.
 
+use crate::common::Io;
 use crate::ioctls::{TCGETS, TCSETS, TCSETSF, TCSETSW};
-use crate::rule::{ArgRule, Ioctl, SyscallRule};
-use crate::{FilterContext, KindSpec};
+use crate::rule::{ArgCond, ArgRule, Ioctl, SyscallRule};
+use crate::KindSpec;
 
-/// The vmm kind: name, rules; no argument-checked syscall is hot here (epoll_wait, read and
-/// write are unconditional, so the kernel's action cache skips the filter for them).
+/// waitid's idtype for a pidfd (linux/wait.h).
+pub const P_PIDFD: u64 = 3;
+
+/// The vmm kind: name, rules; nothing is hot here (epoll_wait comes first anyway).
 pub(crate) const SPEC: KindSpec = KindSpec {
     name: "vmm",
     rules,
     hot: &[],
 };
 
-fn rules(_ctx: &FilterContext) -> Vec<SyscallRule> {
+fn rules() -> Vec<SyscallRule> {
     let kick = [(
         libc::SIGRTMIN(),
         "kick vCPU threads out of KVM_RUN (pthread_kill)",
     )];
-    let mut rules = crate::common::rules(&kick);
+    let io = Io {
+        // The event loop's sources; `status` once, for the sandbox self-check.
+        read: &[
+            "exit", "reset", "poweroff", "signalfd", "stdin", "status", "hook",
+        ],
+        // Stop the device threads; console input raises the serial IRQ; a reset/power-off
+        // is reported through the exit eventfd; std flushes stdout at exit.
+        write: &["stop:virtio", "irq:serial", "exit", "stdout"],
+    };
+    let mut rules = crate::common::rules(&kick, io);
     let tty = |name, request, reason| Ioctl {
         name,
         request,
         reason,
     };
     rules.extend([
-        SyscallRule::any(
+        SyscallRule::when(
+            "waitid",
+            libc::SYS_waitid,
+            "--isolate devices: reap a device process, by its pidfd only (P_PIDFD)",
+            vec![ArgCond::eq(0, P_PIDFD), ArgCond::fd(1, "pidfd:virtio")],
+        ),
+        SyscallRule::when(
+            "pidfd_send_signal",
+            libc::SYS_pidfd_send_signal,
+            "--isolate devices: SIGKILL a device process that did not stop in time, by its pidfd",
+            vec![
+                ArgCond::fd(0, "pidfd:virtio"),
+                ArgCond::eq(1, libc::SIGKILL as u64),
+            ],
+        ),
+        SyscallRule::on_fds(
             "epoll_wait",
             libc::SYS_epoll_wait,
-            "the event loop (glibc epoll_wait)",
+            "the event loop (glibc epoll_wait), on its own epoll instance",
+            0,
+            &["epoll"],
         ),
-        SyscallRule::any(
+        SyscallRule::when(
             "epoll_ctl",
             libc::SYS_epoll_ctl,
-            "drop an fd from the loop (stdin EOF, closed eventfd)",
+            "its own epoll instance, stdin only: stop watching stdin at EOF",
+            vec![ArgCond::fd(0, "epoll"), ArgCond::fd(2, "stdin")],
         ),
         SyscallRule::new(
             "ioctl",
             libc::SYS_ioctl,
             "terminal attributes of stdin (fd 0) only",
             ArgRule::Ioctls {
-                fd: Some(libc::STDIN_FILENO),
+                fd: Some("stdin"),
                 requests: vec![
                     tty("TCGETS", TCGETS, "tcgetattr/isatty; tcsetattr reads back"),
                     tty("TCSETS", TCSETS, "restore the terminal: tcsetattr(TCSANOW)"),

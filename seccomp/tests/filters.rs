@@ -9,10 +9,16 @@ use child::{errno, in_child, say, set_thread_name, Status};
 use seccomp::{FilterContext, Mode, ThreadKind, EXIT_SECCOMP_VIOLATION};
 
 /// Reporter + filter of `kind` on the calling thread of the child; panics (exit 101) on error.
+/// Log mode as microvm runs it: the `seccomp-log` supervisor first, then the filter (its
+/// listener goes to the supervisor), then registration closes.
 fn lock_down(kind: ThreadKind, mode: Mode, ctx: &FilterContext) {
     seccomp::install_violation_reporter(mode).unwrap();
+    if mode == Mode::Log {
+        seccomp::start_supervisor().unwrap();
+    }
     let prog = seccomp::compile(kind, mode, ctx).unwrap().unwrap();
     seccomp::install(&prog).unwrap();
+    seccomp::close_registration();
 }
 
 fn thread_name(kind: ThreadKind) -> &'static str {
@@ -53,8 +59,9 @@ fn kill_mode_reports_a_forbidden_socket_and_exits_148() {
     }
 }
 
-/// Log mode: each distinct (thread, syscall) is reported once on stderr, the call really runs
-/// (through the gadget) with its real result, repeats are counted in the exit summary.
+/// Log mode: each distinct (thread, syscall) is reported once on stderr (by the supervisor,
+/// with the thread's name and arguments), the call really runs with its real result
+/// (SECCOMP_USER_NOTIF_FLAG_CONTINUE), repeats are counted in the exit summary.
 #[test]
 fn log_mode_reports_and_survives_under_every_kind() {
     for kind in ThreadKind::all().iter().copied() {
@@ -136,10 +143,7 @@ fn kvm_run_on(pinned: i32, target: i32, request: u64) -> (Status, String) {
         lock_down(
             ThreadKind::Vcpu,
             Mode::Kill,
-            &FilterContext {
-                vcpu_fd: Some(pinned),
-                ..Default::default()
-            },
+            &FilterContext::new().with("vcpu", [pinned]),
         );
         // SAFETY: KVM_RUN takes no argument; on a non-KVM fd the kernel returns ENOTTY.
         let rc = unsafe { libc::ioctl(target, request as _, 0) };
@@ -239,7 +243,12 @@ fn vcpu_thread_runs_exits_and_is_joined_under_filters() {
         seccomp::install_violation_reporter(Mode::Kill).unwrap();
         // SAFETY: plain fd-creating syscalls.
         let (efd, epfd) = unsafe { (libc::eventfd(0, 0), libc::epoll_create1(0)) };
-        let vcpu_prog = seccomp::compile(ThreadKind::Vcpu, Mode::Kill, &FilterContext::default());
+        // The eventfd is the exit eventfd (vcpu writes, vmm reads); epfd the vmm's epoll.
+        let vcpu_ctx = FilterContext::new().with("exit", [efd]);
+        let vmm_ctx = FilterContext::new()
+            .with("exit", [efd])
+            .with("epoll", [epfd]);
+        let vcpu_prog = seccomp::compile(ThreadKind::Vcpu, Mode::Kill, &vcpu_ctx);
         let vcpu_prog = vcpu_prog.unwrap().unwrap();
         let ready = Arc::new((Mutex::new(false), Condvar::new()));
         let done = Arc::new(AtomicBool::new(false));
@@ -292,7 +301,7 @@ fn vcpu_thread_runs_exits_and_is_joined_under_filters() {
         // Main becomes the vmm thread: filtered after every spawn.
         set_thread_name("vmm");
         seccomp::install(
-            &seccomp::compile(ThreadKind::Vmm, Mode::Kill, &FilterContext::default())
+            &seccomp::compile(ThreadKind::Vmm, Mode::Kill, &vmm_ctx)
                 .unwrap()
                 .unwrap(),
         )
@@ -351,29 +360,120 @@ fn churn() {
 /// SIGSYS (no report; the audit log still has it). Our threads never spawn once filtered.
 #[test]
 fn forbidden_call_with_sigsys_blocked_dies_by_sigsys() {
-    for mode in [Mode::Kill, Mode::Log] {
-        let (status, err) = in_child(|| {
-            set_thread_name("vcpu0");
-            lock_down(ThreadKind::Vcpu, mode, &FilterContext::default());
-            let spawned = std::thread::Builder::new().spawn(|| 1);
-            i32::from(spawned.is_ok()) * 10
-        });
-        assert_eq!(status, Status::Signaled(libc::SIGSYS), "{mode}: {err}");
-        assert!(!err.contains("forbidden system call"), "{mode}: {err}");
-    }
+    let (status, err) = in_child(|| {
+        set_thread_name("vcpu0");
+        lock_down(ThreadKind::Vcpu, Mode::Kill, &FilterContext::default());
+        let spawned = std::thread::Builder::new().spawn(|| 1);
+        i32::from(spawned.is_ok()) * 10
+    });
+    assert_eq!(status, Status::Signaled(libc::SIGSYS), "{err}");
+    assert!(!err.contains("forbidden system call"), "{err}");
 }
 
-/// With SIGSYS deliverable, log mode refuses to re-issue a thread-creating clone3 (ENOSYS).
+/// Log mode has no such limit (a notification needs no signal): a thread spawn is reported,
+/// runs, and the new thread's own forbidden calls reach the same supervisor, named after
+/// its parent and its tid.
 #[test]
-fn log_mode_does_not_reissue_clone3() {
+fn log_mode_reports_a_thread_spawn_and_lets_it_run() {
     let (status, err) = in_child(|| {
         set_thread_name("vcpu0");
         lock_down(ThreadKind::Vcpu, Mode::Log, &FilterContext::default());
-        // SAFETY: clone3 with a null args pointer is refused before it could do anything.
-        let rc = unsafe { libc::syscall(libc::SYS_clone3, 0usize, 0usize) };
-        i32::from(!(rc == -1 && errno() == libc::ENOSYS)) * 10
+        let spawned = std::thread::Builder::new().spawn(|| {
+            // SAFETY: getppid has no arguments.
+            unsafe { libc::getppid() }
+        });
+        let ok = spawned.is_ok_and(|t| t.join().is_ok_and(|p| p > 0));
+        i32::from(!ok) * 10
     });
     assert_eq!(status, Status::Exited(0), "{err}");
-    assert!(err.contains("clone3 (435)"), "{err}");
-    assert!(err.contains("NOT re-issued under --seccomp log"), "{err}");
+    assert!(
+        err.contains("thread vcpu0 (kind vcpu) made a forbidden system call: clone3 (435)"),
+        "{err}"
+    );
+    assert!(err.contains("thread vcpu0:"), "{err}");
+    assert!(err.contains("getppid (110)"), "{err}");
+}
+
+/// A log-mode filter whose listener nobody serves (no supervisor, or its fd closed) makes
+/// forbidden calls fail with ENOSYS (kernel rule): a thread never hangs for want of one.
+#[test]
+fn log_mode_without_a_supervisor_fails_calls_with_enosys() {
+    let (status, err) = in_child(|| {
+        set_thread_name("vcpu0");
+        seccomp::install_violation_reporter(Mode::Log).unwrap();
+        let prog = seccomp::compile(ThreadKind::Vcpu, Mode::Log, &FilterContext::default());
+        seccomp::install(&prog.unwrap().unwrap()).unwrap();
+        let fd = unix_socket();
+        i32::from(!(fd == -1 && errno() == libc::ENOSYS)) * 10
+    });
+    assert_eq!(status, Status::Exited(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+/// The supervisor's own filter traps instead of notifying (it cannot answer itself): in log
+/// mode its forbidden call is reported by the SIGSYS handler and fails with ENOSYS, unrun.
+#[test]
+fn a_forbidden_call_of_the_supervisor_is_reported_and_not_run() {
+    let (status, err) = in_child(|| {
+        set_thread_name(seccomp::SUPERVISOR_THREAD);
+        seccomp::install_violation_reporter(Mode::Log).unwrap();
+        seccomp::install(&seccomp::supervisor_filter(7).unwrap()).unwrap();
+        let fd = unix_socket();
+        i32::from(!(fd == -1 && errno() == libc::ENOSYS)) * 10
+    });
+    assert_eq!(status, Status::Exited(0), "{err}");
+    assert!(err.starts_with("microvm: seccomp: thread seccomp-log (kind ?) made a forbidden system call: socket (41) args [0x1, 0x1, 0x0,"), "{err}");
+    assert!(err.contains("NOT run"), "{err}");
+}
+
+/// Every kind's log-mode program, and the supervisor's, decide nothing by instruction
+/// pointer: no code the process can jump to makes an unreported call.
+#[test]
+fn no_log_filter_looks_at_the_instruction_pointer() {
+    for kind in ThreadKind::all().iter().copied() {
+        let prog = seccomp::compile(kind, Mode::Log, &FilterContext::example(kind));
+        let prog = prog.unwrap().unwrap();
+        assert!(!seccomp::bpf::reads_instruction_pointer(&prog), "{kind}");
+        assert!(
+            prog.iter().any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF),
+            "{kind}"
+        );
+    }
+    let prog = seccomp::supervisor_filter(7).unwrap();
+    assert!(!seccomp::bpf::reads_instruction_pointer(&prog));
+    assert!(!prog.iter().any(|i| i.k == libc::SECCOMP_RET_USER_NOTIF));
+    assert!(seccomp::supervisor_rules()
+        .iter()
+        .all(|r| !r.reason.is_empty()));
+}
+
+/// A sleep interrupted by SIGSTOP and resumed by SIGCONT comes back through
+/// `restart_syscall` (the kernel's ERESTART_RESTARTBLOCK); every filter allows it, so a
+/// stopped and continued microvm is not reported as a violation.
+#[test]
+fn a_sleep_stopped_and_continued_survives_every_filter() {
+    for kind in ThreadKind::all().iter().copied() {
+        let (status, err) = in_child(|| {
+            // An unfiltered helper process stops and continues us while we sleep.
+            // SAFETY: getpid has no arguments.
+            let me = unsafe { libc::getpid() };
+            // SAFETY: the helper only sleeps, signals its parent and _exits.
+            if unsafe { libc::fork() } == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                // SAFETY: signals to our parent, then _exit.
+                unsafe {
+                    libc::kill(me, libc::SIGSTOP);
+                    libc::usleep(100_000);
+                    libc::kill(me, libc::SIGCONT);
+                    libc::_exit(0);
+                }
+            }
+            set_thread_name(thread_name(kind));
+            lock_down(kind, Mode::Kill, &FilterContext::default());
+            let start = std::time::Instant::now();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            i32::from(start.elapsed() < std::time::Duration::from_millis(400))
+        });
+        assert_eq!(status, Status::Exited(0), "{kind}: {err}");
+    }
 }

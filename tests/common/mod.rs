@@ -2,6 +2,7 @@
 //! it printed, and find the tiny guest images built by build.rs.
 #![allow(dead_code)]
 
+pub mod linux;
 pub mod netns;
 pub mod procfs;
 
@@ -211,4 +212,20 @@ pub fn run_in_mount_namespace(script: &str) -> Run {
 pub fn run_without_dev_kvm(args: &str) -> Run {
     let bin = env!("CARGO_BIN_EXE_microvm");
     run_in_mount_namespace(&format!("mount -t tmpfs none /dev && exec {bin} {args}"))
+}
+
+/// Waits until `child`'s stdout prints a line containing `needle` (the rest of stdout is
+/// drained in the background); panics with `what` after [`BOOT_TIMEOUT`].
+pub fn wait_for_stdout_line(child: &mut Child, needle: &'static str, what: &str) {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("child stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(BOOT_TIMEOUT).expect(what);
 }

@@ -1,22 +1,30 @@
 //! Builds a VM ready to run: KVM VM with in-kernel irqchip and PIT, guest RAM, the loaded
-//! kernel with its boot structures, the port-I/O devices, and configured vCPUs.
+//! kernel with its boot structures (boot_params or hvm_start_info, MP table, ACPI tables),
+//! the port-I/O devices, configured vCPUs and every thread's compiled seccomp filter.
+//!
+//! Test builds (feature `test-hooks`) add the test hook here, in one place: see
+//! [`crate::test_hook`].
 
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
 
-use devices::i8042::{I8042, I8042_BASE, I8042_LEN};
+use devices::acpi_pm::AcpiPm;
+use devices::cmos::{Cmos, CMOS_BASE, CMOS_LEN};
+use devices::i8042::{I8042, I8042_BASE, I8042_KBD_IRQ, I8042_LEN};
 use devices::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::{Bus, EventFdTrigger};
-use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
-};
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use seccomp::ThreadKind;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::config::VmConfig;
+use crate::config::{BootProtocol, VmConfig};
 use crate::device_manager::{self, AttachedDevice};
 use crate::error::{Error, Result};
+use crate::event_loop::Subscriber;
 use crate::kernel::{self, LoadedKernel};
+use crate::threads::{self, Filters};
 use crate::vcpu::{Vcpu, VmControl};
 
 /// KVM's TSS needs three pages somewhere the guest does not use; just below the BIOS
@@ -33,16 +41,36 @@ pub struct Vm {
     pub mem: GuestMemoryMmap,
     /// Configured vCPUs, to be moved into their threads.
     pub vcpus: Vec<Vcpu>,
+    /// The port-I/O bus (COM1, i8042, ACPI PM or CMOS).
+    pub pio: Bus,
+    /// The MMIO bus (the virtio-mmio windows).
+    pub mmio: Bus,
+    /// Every thread's seccomp filter, by thread name.
+    pub filters: Filters,
+    /// What the `vmm` thread's event loop serves besides its own events (nothing, but in
+    /// test builds).
+    pub vmm_subscribers: Vec<Subscriber>,
     /// The UART, shared with the main thread for stdin.
     pub serial: Arc<Mutex<SerialDevice>>,
     /// Triggered by the i8042 when the guest resets.
     pub reset_evt: EventFd,
+    /// Triggered by the ACPI sleep control register when the guest powers off.
+    pub poweroff_evt: EventFd,
     /// Shared stop/exit state.
     pub ctl: Arc<VmControl>,
     /// Where the kernel went.
     pub kernel: LoadedKernel,
+    /// The entry the boot vCPU starts at (chosen from the kernel unless `--boot` forced one).
+    pub boot: BootProtocol,
     /// virtio devices on the MMIO bus, each to get its own thread.
     pub virtio: Vec<AttachedDevice>,
+    /// The fds the port-I/O devices write (for the vCPU filters).
+    pub legacy_fds: crate::filter_fds::LegacyFds,
+    /// Test builds: the test hook's wake eventfds (vCPUs write them; the vmm thread and
+    /// the device threads read them). Empty otherwise.
+    pub hook_fds: Vec<std::os::fd::RawFd>,
+    /// Set-up still running beside the builder: join before the guest runs.
+    pub setup: PendingSetup,
 }
 
 /// Opens /dev/kvm with a plain-words error for the usual failures.
@@ -97,16 +125,173 @@ fn kvm_err(name: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { name, source }
 }
 
-/// Builds the VM described by `cfg`.
-pub fn build(cfg: &VmConfig) -> Result<Vm> {
-    // The user's files first: a typo in a path is reported before anything else.
+/// Everything of the host a VM uses, opened and not yet read: the kernel and initramfs
+/// files, each device's host side (disk, TAP) and /dev/kvm. What `--jail` keeps open when
+/// it takes the file system away ([`crate::jail`]).
+pub struct Inputs {
+    kernel_file: std::fs::File,
+    initramfs: Option<(std::path::PathBuf, std::fs::File)>,
+    virtio: Vec<device_manager::OpenedDevice>,
+    kvm: Kvm,
+}
+
+/// Opens the user's files first (a typo in a path is reported before anything else), then
+/// /dev/kvm. Reads no guest data (the kernel and initramfs are read by [`build`]).
+pub fn open_inputs(cfg: &VmConfig) -> Result<Inputs> {
     let kernel_file = kernel::open_kernel(&cfg.kernel)?;
     let initramfs = match &cfg.initramfs {
-        Some(path) => Some((path, kernel::open_initramfs(path)?)),
+        Some(path) => Some((path.clone(), kernel::open_initramfs(path)?)),
         None => None,
     };
     let virtio = device_manager::open_devices(cfg)?;
     let kvm = open_kvm()?;
+    Ok(Inputs {
+        kernel_file,
+        initramfs,
+        virtio,
+        kvm,
+    })
+}
+
+/// Builds the VM described by `cfg` from its opened `inputs`: the KVM VM, the loaded guest,
+/// devices and vCPUs.
+pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
+    let Inputs {
+        kernel_file,
+        initramfs,
+        virtio,
+        kvm,
+    } = inputs;
+    let vm = create_vm(&kvm)?;
+    crate::timings::mark(crate::timings::Phase::KvmSetup);
+
+    let mem = crate::memory::map_memory(
+        cfg.memory_mib,
+        cfg.isolate == crate::config::Isolate::Devices,
+    )?;
+    let setup = start_slow_setup(&kvm, &vm, &mem)?;
+    let guest = load_guest(cfg, &mem, kernel_file, initramfs, virtio.len())?;
+    crate::timings::mark(crate::timings::Phase::KernelLoad);
+
+    let ctl = Arc::new(VmControl::new()?);
+    let legacy = legacy_devices(&vm, cfg.acpi)?;
+    let mut mmio = Bus::new();
+    let isolate = cfg.isolate == crate::config::Isolate::Devices;
+    let virtio = device_manager::attach(&vm, &mem, &mut mmio, virtio, isolate)?;
+    let vcpus = create_vcpus(&kvm, &vm, &mem, cfg, &guest)?;
+
+    let built = Vm {
+        fd: vm,
+        mem,
+        vcpus,
+        pio: legacy.bus,
+        mmio,
+        filters: Filters::default(),
+        vmm_subscribers: Vec::new(),
+        serial: legacy.serial,
+        reset_evt: legacy.reset_evt,
+        poweroff_evt: legacy.poweroff_evt,
+        ctl,
+        kernel: guest.kernel,
+        boot: guest.boot,
+        virtio,
+        legacy_fds: legacy.fds,
+        hook_fds: Vec::new(),
+        setup,
+    };
+    #[cfg(feature = "test-hooks")]
+    let built = crate::test_hook::register(built)?;
+    let mut built = built;
+    // Every fd exists now (the test hook's too): pin each thread's filter to its own.
+    built.filters = compile_filters(cfg.seccomp, &built)?;
+    #[cfg(feature = "test-hooks")]
+    crate::test_hook::refuse_filter_if_asked(&mut built);
+    Ok(built)
+}
+
+/// Set-up steps still running on helper threads when [`build`] returns: each waits in the
+/// kernel for an SRCU grace period of the VM (~6-10 ms here) and needs nothing but the VM
+/// (and guest RAM mapped), so they overlap with the kernel load, the devices, the vCPUs,
+/// the filters and the thread spawns. [`PendingSetup::join`] before the guest runs.
+pub struct PendingSetup {
+    helpers: Vec<threads::Helper<(VmFd, Result<()>)>>,
+}
+
+impl PendingSetup {
+    /// Waits for every step and closes the VM fds they used (on the calling thread, so
+    /// that fds change only on it); the first error in set-up order, if any.
+    /// Joining again finds nothing left to wait for.
+    pub fn join(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        for helper in self.helpers.drain(..) {
+            let (_own_vm_fd, r) = helper.join();
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+/// Starts the slow set-up steps: the guest RAM's memory slots and the PIT's mode
+/// ([`discard_lost_pit_ticks`]), each on a helper thread with its own fd of the VM.
+fn start_slow_setup(kvm: &Kvm, vm: &VmFd, mem: &GuestMemoryMmap) -> Result<PendingSetup> {
+    let own_vm_fd = || -> Result<VmFd> {
+        // SAFETY: `vm` owns this fd and keeps it open for the duration of the borrow.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(vm.as_raw_fd()) }
+            .try_clone_to_owned()
+            .map_err(|source| Error::Host {
+                what: "duplicating the VM fd",
+                source,
+            })?;
+        // SAFETY: `fd` is a fresh, owned duplicate of a KVM VM fd; the VmFd takes it over.
+        unsafe { kvm.create_vmfd_from_rawfd(fd.into_raw_fd()) }.map_err(kvm_err("KVM_CREATE_VM"))
+    };
+    let (slots_vm, pit_vm, mem) = (own_vm_fd()?, own_vm_fd()?, mem.clone());
+    let slots = threads::helper("vm-setup-mem", move || {
+        let r = crate::memory::register_memory(&slots_vm, &mem);
+        crate::timings::mark(crate::timings::Phase::Memory);
+        (slots_vm, r)
+    })?;
+    let pit = threads::helper("vm-setup-pit", move || {
+        let r = discard_lost_pit_ticks(&pit_vm);
+        (pit_vm, r)
+    })?;
+    Ok(PendingSetup {
+        helpers: vec![slots, pit],
+    })
+}
+
+/// Compiles the filter of each vCPU and each device thread, pinned to the fds it owns
+/// (`filter_fds`), before any thread exists. The `vmm` thread's is compiled by `run` once
+/// its event loop (and so its epoll fd) exists.
+fn compile_filters(mode: seccomp::Mode, vm: &Vm) -> Result<Filters> {
+    use crate::filter_fds;
+    let mut filters = Filters::default();
+    for v in &vm.vcpus {
+        let ctx = filter_fds::vcpu(
+            v.fd.as_raw_fd(),
+            vm.ctl.exit_evt.as_raw_fd(),
+            &vm.legacy_fds,
+            vm.virtio.iter().map(|d| d.fds()),
+            &vm.hook_fds,
+        );
+        filter_fds::log(&v.thread_name(), &ctx);
+        let filter = seccomp::compile(ThreadKind::Vcpu, mode, &ctx)?;
+        filters.insert(v.thread_name(), filter);
+    }
+    for dev in vm.virtio.iter().filter(|d| d.isolated.is_none()) {
+        // A device process compiles its own, once it is one (crate::isolate).
+        let ctx = filter_fds::device(dev.fds());
+        filter_fds::log(dev.name(), &ctx);
+        let filter = seccomp::compile(dev.kind(), mode, &ctx)?;
+        filters.insert(dev.name().to_string(), filter);
+    }
+    Ok(filters)
+}
+
+/// The KVM VM with its TSS, identity map, in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT.
+fn create_vm(kvm: &Kvm) -> Result<VmFd> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     vm.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
@@ -119,159 +304,274 @@ pub fn build(cfg: &VmConfig) -> Result<Vm> {
         ..Default::default()
     };
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-    crate::timings::mark(crate::timings::Phase::KvmSetup);
+    Ok(vm)
+}
 
-    let mem = create_memory(&vm, cfg.memory_mib)?;
-    crate::timings::mark(crate::timings::Phase::Memory);
+vmm_sys_util::ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
+
+/// Turns the PIT's lost-tick reinjection off (QEMU's `lost_tick_policy=discard`): ticks the
+/// guest missed are dropped instead of replayed. Guests keep time with the TSC, kvmclock or
+/// the LAPIC timer, not by counting PIT ticks.
+///
+/// Why: with reinjection on, the kernel's teardown of the VM (kvm_free_pit) unregisters the
+/// PIT's IRQ ack and mask notifiers, two back-to-back synchronize_srcu() calls on the VM's
+/// irq_srcu; the second is usually a normal (not expedited) grace period, several jiffies:
+/// 10-20 ms at HZ=250, paid between the guest's exit and the process's (docs/performance.md,
+/// "Start-up and teardown"). Turning it off now pays those two grace periods here instead,
+/// on a helper thread beside the rest of the set-up, and leaves kvm_free_pit nothing to do.
+fn discard_lost_pit_ticks(vm: &VmFd) -> Result<()> {
+    let control = kvm_bindings::kvm_reinject_control::default();
+    // SAFETY: KVM_REINJECT_CONTROL reads one kvm_reinject_control, which outlives the call.
+    let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_REINJECT_CONTROL(), &control) };
+    if r < 0 {
+        return Err(Error::Kvm {
+            name: "KVM_REINJECT_CONTROL",
+            source: kvm_ioctls::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+/// What [`load_guest`] put in guest memory.
+struct LoadedGuest {
+    kernel: LoadedKernel,
+    /// The entry chosen for the boot vCPU, and its address.
+    boot: BootProtocol,
+    entry: u64,
+}
+
+/// Loads the kernel, initramfs and command line, and writes the boot structures the guest
+/// reads: boot_params or hvm_start_info, the MP table, and the ACPI tables (`--acpi on`).
+fn load_guest(
+    cfg: &VmConfig,
+    mem: &GuestMemoryMmap,
+    kernel_file: std::fs::File,
+    initramfs: Option<(std::path::PathBuf, std::fs::File)>,
+    virtio_count: usize,
+) -> Result<LoadedGuest> {
     let mem_size = cfg.memory_mib << 20;
     let ram_end = arch::memory::low_ram_end(mem_size);
-
-    let kernel = kernel::load_kernel(&mem, &cfg.kernel, kernel_file, ram_end)?;
+    let kernel = kernel::load_kernel(mem, &cfg.kernel, kernel_file, ram_end)?;
     let initrd = match initramfs {
-        Some((path, file)) => Some(kernel::load_initramfs(&mem, path, file, &kernel, mem_size)?),
+        Some((path, file)) => Some(kernel::load_initramfs(mem, &path, file, &kernel, mem_size)?),
         None => None,
     };
-    // The guest finds its virtio devices only through these command-line entries.
-    let cmdline = device_manager::cmdline_with_devices(&cfg.cmdline, virtio.len());
-    let cmdline_len = kernel::load_cmdline(&mem, &cmdline, &kernel)?;
     let initrd = initrd.map(|(addr, size)| arch::InitrdConfig {
         addr: GuestAddress(addr),
         size,
     });
-    let entry = kernel.entry_for(cfg.boot, &cfg.kernel.describe())?;
-    match cfg.boot {
-        crate::config::BootProtocol::Linux => {
+    // With ACPI the guest finds its virtio devices in the DSDT; without, only through
+    // these command-line entries (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+    let cmdline = if cfg.acpi {
+        cfg.cmdline.clone()
+    } else {
+        device_manager::cmdline_with_devices(&cfg.cmdline, virtio_count)
+    };
+    let cmdline_len = kernel::load_cmdline(mem, &cmdline, &kernel)?;
+    let rsdp = if cfg.acpi {
+        Some(arch::acpi::setup_acpi(
+            mem,
+            &acpi_config(cfg.cpus, virtio_count),
+        )?)
+    } else {
+        None
+    };
+    arch::setup_mptable(mem, cfg.cpus)?;
+
+    let boot = kernel.choose_boot(cfg.boot);
+    let entry = kernel.entry_for(boot, &cfg.kernel.describe())?;
+    let cmdline_addr = GuestAddress(arch::layout::CMDLINE_START);
+    match boot {
+        BootProtocol::Linux => {
             let params = arch::BootParamsConfig {
                 setup_header: kernel.setup_header,
-                cmdline_addr: GuestAddress(arch::layout::CMDLINE_START),
+                cmdline_addr,
                 cmdline_len,
                 initrd,
                 mem_size,
+                rsdp,
             };
-            let boot_params = arch::build_boot_params(&params)?;
-            arch::write_boot_params(&mem, &boot_params)?;
+            arch::write_boot_params(mem, &arch::build_boot_params(&params)?)?;
         }
-        crate::config::BootProtocol::Pvh => {
+        BootProtocol::Pvh => {
             let params = arch::pvh::PvhConfig {
                 mem_size,
-                cmdline_addr: GuestAddress(arch::layout::CMDLINE_START),
+                cmdline_addr,
                 initrd,
+                rsdp,
             };
-            arch::pvh::write_start_info(&mem, &params)?;
+            arch::pvh::write_start_info(mem, &params)?;
         }
     }
-    arch::setup_mptable(&mem, cfg.cpus)?;
-    crate::timings::mark(crate::timings::Phase::KernelLoad);
+    Ok(LoadedGuest {
+        kernel,
+        boot,
+        entry,
+    })
+}
 
-    let ctl = Arc::new(VmControl::new()?);
-    let (pio, serial, reset_evt) = legacy_devices(&vm)?;
-    let pio = Arc::new(pio);
-    let mut mmio = Bus::new();
-    let virtio = device_manager::attach(&vm, &mem, &mut mmio, virtio)?;
-    let mmio = Arc::new(mmio);
+/// What the ACPI tables describe: the vCPUs, COM1, the i8042 and every virtio slot in use.
+fn acpi_config(cpus: u8, virtio_count: usize) -> arch::acpi::AcpiConfig {
+    arch::acpi::AcpiConfig {
+        num_cpus: cpus,
+        com1: arch::acpi::PortDevice {
+            base: COM1_BASE as u16,
+            len: COM1_LEN as u8,
+            irq: COM1_IRQ,
+        },
+        i8042: arch::acpi::PortDevice {
+            base: I8042_BASE as u16,
+            len: I8042_LEN as u8,
+            irq: I8042_KBD_IRQ,
+        },
+        virtio: (0..virtio_count)
+            .map(|i| {
+                let (base, irq) = device_manager::slot(i);
+                arch::acpi::MmioDevice {
+                    base,
+                    size: arch::layout::VIRTIO_MMIO_SIZE,
+                    irq,
+                }
+            })
+            .collect(),
+    }
+}
 
+/// Creates and configures every vCPU; only the boot vCPU gets entry registers.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    cfg: &VmConfig,
+    guest: &LoadedGuest,
+) -> Result<Vec<Vcpu>> {
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     let mut vcpus = Vec::with_capacity(cfg.cpus as usize);
     for index in 0..cfg.cpus {
+        let vcpu_err = |name: &'static str| {
+            move |source| Error::VcpuIoctl {
+                vcpu: index,
+                name,
+                source,
+            }
+        };
         let fd = vm
             .create_vcpu(u64::from(index))
-            .map_err(|source| Error::VcpuIoctl {
-                vcpu: index,
-                name: "KVM_CREATE_VCPU",
-                source,
-            })?;
+            .map_err(vcpu_err("KVM_CREATE_VCPU"))?;
         let mut cpuid = supported.clone();
         arch::normalize_cpuid(&mut cpuid, index, cfg.cpus)?;
-        fd.set_cpuid2(&cpuid).map_err(|source| Error::VcpuIoctl {
-            vcpu: index,
-            name: "KVM_SET_CPUID2",
-            source,
-        })?;
+        fd.set_cpuid2(&cpuid).map_err(vcpu_err("KVM_SET_CPUID2"))?;
         arch::setup_msrs(&fd)?;
         arch::setup_fpu(&fd)?;
         arch::setup_lapic(&fd)?;
         // Only the BSP starts at the kernel entry; APs wait in KVM for INIT/SIPI from
         // the guest, as on real hardware.
         if index == 0 {
-            match cfg.boot {
-                crate::config::BootProtocol::Linux => {
-                    arch::setup_long_mode(&mem, &fd)?;
-                    arch::setup_regs(&fd, entry, arch::layout::ZERO_PAGE_START)?;
+            match guest.boot {
+                BootProtocol::Linux => {
+                    arch::setup_long_mode(mem, &fd)?;
+                    arch::setup_regs(&fd, guest.entry, arch::layout::ZERO_PAGE_START)?;
                 }
-                crate::config::BootProtocol::Pvh => arch::pvh::setup_pvh_entry(&mem, &fd, entry)?,
+                BootProtocol::Pvh => arch::pvh::setup_pvh_entry(mem, &fd, guest.entry)?,
             }
         }
-        vcpus.push(Vcpu {
-            index,
-            fd,
-            pio: pio.clone(),
-            mmio: mmio.clone(),
-        });
+        vcpus.push(Vcpu { index, fd });
     }
-
-    Ok(Vm {
-        fd: vm,
-        mem,
-        vcpus,
-        serial,
-        reset_evt,
-        ctl,
-        kernel,
-        virtio,
-    })
+    Ok(vcpus)
 }
 
-/// Allocates guest RAM (split around the 32-bit MMIO gap) and registers it with KVM.
-/// The memory is reserved, not touched: only what the guest uses becomes resident.
-fn create_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap> {
-    let mem_err = |reason: String| Error::Memory { mib, reason };
-    let size = mib
-        .checked_mul(1 << 20)
-        .ok_or_else(|| mem_err("size overflows".into()))?;
-    let regions = arch::ram_regions(size)?;
-    let mem = GuestMemoryMmap::from_ranges(&regions).map_err(|e| mem_err(e.to_string()))?;
-    for (slot, region) in mem.iter().enumerate() {
-        let host = region
-            .get_host_address(vm_memory::MemoryRegionAddress(0))
-            .map_err(|e| mem_err(e.to_string()))?;
-        let desc = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host as u64,
-        };
-        // SAFETY: the region is a live mmap owned by `mem`, which outlives the VM's use of
-        // it: it is dropped after the vCPU threads have been joined.
-        unsafe { vm.set_user_memory_region(desc) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-    }
-    Ok(mem)
+/// The port-I/O devices and the eventfds through which they end the VM.
+struct LegacyDevices {
+    bus: Bus,
+    serial: Arc<Mutex<SerialDevice>>,
+    reset_evt: EventFd,
+    poweroff_evt: EventFd,
+    fds: crate::filter_fds::LegacyFds,
 }
 
-/// COM1 and the i8042 on the port-I/O bus.
-fn legacy_devices(vm: &VmFd) -> Result<(Bus, Arc<Mutex<SerialDevice>>, EventFd)> {
+/// COM1, the i8042 and either the ACPI power-management registers or (without ACPI) a CMOS
+/// RTC on the port-I/O bus.
+fn legacy_devices(vm: &VmFd, acpi: bool) -> Result<LegacyDevices> {
     let host = |what: &'static str| move |source: std::io::Error| Error::Host { what, source };
-    let serial_irq =
-        EventFd::new(libc::EFD_NONBLOCK).map_err(host("creating the serial IRQ eventfd"))?;
-    vm.register_irqfd(&serial_irq, COM1_IRQ)
-        .map_err(kvm_err("KVM_IRQFD (serial IRQ 4)"))?;
+    // Each line with its fd, for the filters (filter_fds).
+    let irq_line = |gsi: u32,
+                    what: &'static str,
+                    ioctl: &'static str|
+     -> Result<(EventFdTrigger, std::os::fd::RawFd)> {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(host(what))?;
+        vm.register_irqfd(&evt, gsi).map_err(kvm_err(ioctl))?;
+        let fd = evt.as_raw_fd();
+        Ok((EventFdTrigger::new(evt), fd))
+    };
+    let line = |evt: EventFd| {
+        let fd = evt.as_raw_fd();
+        (EventFdTrigger::new(evt), fd)
+    };
+    let mut fds = crate::filter_fds::LegacyFds::default();
+    let (serial_irq, fd) = irq_line(
+        COM1_IRQ,
+        "creating the serial IRQ eventfd",
+        "KVM_IRQFD (serial IRQ 4)",
+    )?;
+    fds.serial_irq = fd;
     let serial = Arc::new(Mutex::new(SerialDevice::new(
-        EventFdTrigger::new(serial_irq),
+        serial_irq,
         Box::new(std::io::stdout()),
     )));
     let reset_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(host("creating the reset eventfd"))?;
-    let i8042 = Arc::new(Mutex::new(I8042::new(EventFdTrigger::new(
+    let (reset_line, fd) = line(
         reset_evt
             .try_clone()
             .map_err(host("cloning the reset eventfd"))?,
-    ))));
+    );
+    fds.reset = fd;
+    let (i8042_irq, fd) = irq_line(
+        I8042_KBD_IRQ,
+        "creating the i8042 IRQ eventfd",
+        "KVM_IRQFD (i8042 IRQ 1)",
+    )?;
+    fds.i8042_irq = fd;
+    let i8042 = Arc::new(Mutex::new(I8042::new(reset_line, i8042_irq)));
+    let poweroff_evt =
+        EventFd::new(libc::EFD_NONBLOCK).map_err(host("creating the power-off eventfd"))?;
     let mut bus = Bus::new();
-    let dev_err = |e: devices::BusError| Error::Device(e.to_string());
+    let dev_err = |device: &'static str| {
+        move |source| Error::Bus {
+            device: device.into(),
+            source,
+        }
+    };
     bus.insert(serial.clone(), COM1_BASE, COM1_LEN)
-        .map_err(dev_err)?;
-    bus.insert(i8042, I8042_BASE, I8042_LEN).map_err(dev_err)?;
-    Ok((bus, serial, reset_evt))
+        .map_err(dev_err("COM1"))?;
+    bus.insert(i8042, I8042_BASE, I8042_LEN)
+        .map_err(dev_err("i8042"))?;
+    if !acpi {
+        // Without ACPI nothing tells Linux there is no RTC: give it one that answers.
+        bus.insert(Arc::new(Mutex::new(Cmos::default())), CMOS_BASE, CMOS_LEN)
+            .map_err(dev_err("CMOS RTC"))?;
+    }
+    if acpi {
+        let (pm_line, fd) = line(
+            poweroff_evt
+                .try_clone()
+                .map_err(host("cloning the power-off eventfd"))?,
+        );
+        fds.poweroff = Some(fd);
+        let pm = AcpiPm::new(pm_line, arch::acpi::SLP_TYP_S5);
+        bus.insert(
+            Arc::new(Mutex::new(pm)),
+            u64::from(arch::acpi::PM_SLEEP_CONTROL_PORT),
+            arch::acpi::PM_PORTS_LEN,
+        )
+        .map_err(dev_err("ACPI PM"))?;
+    }
+    Ok(LegacyDevices {
+        bus,
+        serial,
+        reset_evt,
+        poweroff_evt,
+        fds,
+    })
 }

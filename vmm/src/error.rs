@@ -76,9 +76,32 @@ pub enum Error {
     /// A seccomp filter could not be built or installed.
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
-    /// A device could not be set up.
-    #[error("device set-up: {0}")]
-    Device(String),
+    /// More virtio devices were asked for than the MMIO window has slots.
+    #[error("device set-up: {count} virtio devices requested; at most {max} fit")]
+    TooManyDevices {
+        /// Devices requested.
+        count: usize,
+        /// Slots in the virtio-mmio window.
+        max: u32,
+    },
+    /// A device could not be placed on its bus.
+    #[error("device set-up: {device}: {source}")]
+    Bus {
+        /// The device, e.g. "COM1" or "virtio-blk0".
+        device: String,
+        /// Why the bus refused it.
+        #[source]
+        source: devices::BusError,
+    },
+    /// A virtio transport (its queues) could not be created.
+    #[error("device set-up: {device}: {source}")]
+    Transport {
+        /// The device, e.g. "virtio-blk0".
+        device: String,
+        /// virtio-queue's error.
+        #[source]
+        source: virtio_queue::Error,
+    },
     /// A `--disk` file cannot be used.
     #[error("disk {path}: {reason}", path = .path.display())]
     Disk {
@@ -103,12 +126,37 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `--jail` could not be entered.
+    #[error(transparent)]
+    Jail(#[from] crate::jail::JailError),
     /// The process's own sandbox check failed.
     #[error("sandbox check: {0}")]
-    Sandbox(String),
-    /// The event loop of the main thread failed.
-    #[error("event loop: {0}")]
-    EventLoop(String),
+    Sandbox(#[from] crate::sandbox_check::Refusal),
+    /// An event loop (epoll) could not be created or failed.
+    #[error("event loop of {thread}: {source}")]
+    EventLoop {
+        /// The thread whose loop it is, e.g. "vmm" or "virtio-rng0".
+        thread: String,
+        /// event-manager's error.
+        #[source]
+        source: event_manager::Error,
+    },
+    /// `--isolate devices` with an option it does not combine with.
+    #[error("--isolate devices cannot be combined with {option}: {why}")]
+    IsolateWith {
+        /// The option, e.g. "--seccomp log".
+        option: &'static str,
+        /// Why not.
+        why: &'static str,
+    },
+    /// A device process (`--isolate devices`) could not be started.
+    #[error("{device}: device process: {detail}")]
+    DeviceProcess {
+        /// The device, e.g. `virtio-blk0`.
+        device: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A host system call failed during set-up.
     #[error("{what}: {source}")]
     Host {

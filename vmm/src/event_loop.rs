@@ -67,6 +67,7 @@ pub fn block_stop_signals() -> Result<OwnedFd> {
 pub struct VmmEvents {
     ctl: Arc<VmControl>,
     reset_evt: EventFd,
+    poweroff_evt: EventFd,
     signals: OwnedFd,
     serial: Arc<Mutex<SerialDevice>>,
     stdin_open: bool,
@@ -76,12 +77,15 @@ const EXIT: u32 = 1;
 const RESET: u32 = 2;
 const SIGNAL: u32 = 3;
 const STDIN: u32 = 4;
+const POWEROFF: u32 = 5;
 
 impl VmmEvents {
-    /// Listens to `ctl.exit_evt`, `reset_evt`, `signals` and (if `forward_stdin`) stdin.
+    /// Listens to `ctl.exit_evt`, `reset_evt`, `poweroff_evt`, `signals` and (if
+    /// `forward_stdin`) stdin.
     pub fn new(
         ctl: Arc<VmControl>,
         reset_evt: EventFd,
+        poweroff_evt: EventFd,
         signals: OwnedFd,
         serial: Arc<Mutex<SerialDevice>>,
         forward_stdin: bool,
@@ -89,6 +93,7 @@ impl VmmEvents {
         VmmEvents {
             ctl,
             reset_evt,
+            poweroff_evt,
             signals,
             serial,
             stdin_open: forward_stdin,
@@ -148,6 +153,7 @@ impl MutEventSubscriber for VmmEvents {
         };
         add(self.ctl.exit_evt.as_raw_fd(), EXIT);
         add(self.reset_evt.as_raw_fd(), RESET);
+        add(self.poweroff_evt.as_raw_fd(), POWEROFF);
         add(self.signals.as_raw_fd(), SIGNAL);
         if self.stdin_open {
             // Regular files and /dev/null cannot be polled (EPERM): no guest input then.
@@ -167,6 +173,10 @@ impl MutEventSubscriber for VmmEvents {
             RESET => {
                 let _ = self.reset_evt.read();
                 self.ctl.report(VmExit::Reset);
+            }
+            POWEROFF => {
+                let _ = self.poweroff_evt.read();
+                self.ctl.report(VmExit::PowerOff);
             }
             SIGNAL => {
                 if let Some(sig) = self.read_signal() {
@@ -194,20 +204,29 @@ impl MutEventSubscriber for VmmEvents {
     }
 }
 
+/// Something else the `vmm` thread serves in its event loop, next to [`VmmEvents`].
+pub type Subscriber = Box<dyn MutEventSubscriber>;
+
 /// The main thread's loop, created before the `vmm` filter goes on (creating the epoll
 /// instance is set-up, not something the filtered thread needs to do).
 pub struct EventLoop {
-    manager: EventManager<VmmEvents>,
+    manager: EventManager<Subscriber>,
     ctl: Arc<VmControl>,
 }
 
 impl EventLoop {
-    /// Creates the epoll instance and registers `events`.
-    pub fn new(events: VmmEvents) -> Result<Self> {
+    /// Creates the epoll instance and registers `events` and `extra`.
+    pub fn new(events: VmmEvents, extra: Vec<Subscriber>) -> Result<Self> {
         let ctl = events.ctl.clone();
-        let mut manager: EventManager<VmmEvents> =
-            EventManager::new().map_err(|e| Error::EventLoop(format!("{e:?}")))?;
-        manager.add_subscriber(events);
+        let mut manager: EventManager<Subscriber> =
+            EventManager::new().map_err(|source| Error::EventLoop {
+                thread: "vmm".into(),
+                source,
+            })?;
+        manager.add_subscriber(Box::new(events));
+        for subscriber in extra {
+            manager.add_subscriber(subscriber);
+        }
         Ok(EventLoop { manager, ctl })
     }
 
@@ -217,9 +236,10 @@ impl EventLoop {
             if let Some(reason) = self.ctl.exit_reason() {
                 return Ok(reason);
             }
-            self.manager
-                .run()
-                .map_err(|e| Error::EventLoop(format!("epoll: {e:?}")))?;
+            self.manager.run().map_err(|source| Error::EventLoop {
+                thread: "vmm".into(),
+                source,
+            })?;
         }
     }
 }

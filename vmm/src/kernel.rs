@@ -49,6 +49,16 @@ pub struct LoadedKernel {
 }
 
 impl LoadedKernel {
+    /// The entry to use: `forced` if given, else PVH when the image has a PVH note (an ELF
+    /// whose `e_entry` may well be a 32-bit entry), else the 64-bit Linux entry.
+    pub fn choose_boot(&self, forced: Option<BootProtocol>) -> BootProtocol {
+        match (forced, self.pvh_entry) {
+            (Some(boot), _) => boot,
+            (None, Some(_)) => BootProtocol::Pvh,
+            (None, None) => BootProtocol::Linux,
+        }
+    }
+
     /// Where the boot vCPU starts for `boot`: the 64-bit entry, or the PVH entry (an error
     /// naming the reason when the image has none).
     pub fn entry_for(&self, boot: BootProtocol, name: &str) -> Result<u64> {
@@ -147,6 +157,20 @@ pub fn load_kernel(
             loader::elf::PvhBootCapability::PvhEntryPresent(addr) => Some(addr.0),
             _ => None,
         };
+        // An entry outside what was loaded would run zeroes or junk until the guest
+        // faults: refuse it here instead.
+        let loaded = arch::layout::HIMEM_START..result.kernel_end;
+        for (what, addr) in [
+            ("entry point (e_entry)", Some(result.kernel_load.0)),
+            ("PVH entry", pvh_entry),
+        ] {
+            if let Some(addr) = addr.filter(|a| !loaded.contains(a)) {
+                return Err(invalid(format!(
+                    "the ELF's {what} {addr:#x} is outside its loaded segments [{:#x}, {:#x})",
+                    loaded.start, loaded.end
+                )));
+            }
+        }
         return Ok(LoadedKernel {
             format: KernelFormat::Elf,
             entry: result.kernel_load.0,
@@ -165,7 +189,10 @@ pub fn load_kernel(
             path: name.clone(),
             source,
         })?;
-    let result = loader::BzImage::load(mem, None, &mut file, Some(himem))
+    // At 1 MiB, as the boot protocol has boot loaders do, not at the header's code32_start:
+    // that is the loader's to set (it gets our address), and an image could point it at the
+    // end of RAM so that its entry lies beyond it.
+    let result = loader::BzImage::load(mem, Some(himem), &mut file, Some(himem))
         .map_err(|e| invalid(format!("cannot load the bzImage: {e}")))?;
     let init_end = result.kernel_load.0 + u64::from(hdr.init_size);
     Ok(LoadedKernel {
@@ -358,6 +385,51 @@ mod tests {
             ..header(0x4000)
         };
         assert!(e(big, 1024 + 0x4000, 8 << 20).contains("guest RAM is too small"));
+    }
+
+    /// A bzImage file: two setup sectors with `hdr`, then `payload` bytes of 0x90.
+    fn bzimage_file(hdr: &setup_header, payload: usize) -> File {
+        let mut bytes = vec![0u8; 1024 + payload];
+        // SAFETY: setup_header is plain-old-data; the slice covers exactly it.
+        let raw = unsafe {
+            std::slice::from_raw_parts(
+                hdr as *const setup_header as *const u8,
+                std::mem::size_of::<setup_header>(),
+            )
+        };
+        let at = SETUP_HEADER_OFFSET as usize;
+        bytes[at..at + raw.len()].copy_from_slice(raw);
+        bytes[1024..].fill(0x90);
+        let path = std::env::temp_dir().join(format!("microvm-bz-{}", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_bzimage_loads_at_1_mib_whatever_its_code32_start_says() {
+        let ram = 16u64 << 20;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), ram as usize)]).unwrap();
+        let src = KernelSource::Embedded {
+            name: "test",
+            bytes: &[],
+        };
+        // Found by the kernel_loader fuzz target: a header asking for the last 256 bytes
+        // of RAM put the 64-bit entry (load address + 0x200) beyond it.
+        let hdr = setup_header {
+            code32_start: (ram - 0x100) as u32,
+            syssize: 0x10,
+            init_size: 0x100,
+            ..header(0x100)
+        };
+        let k = load_kernel(&mem, &src, bzimage_file(&hdr, 0x100), ram).unwrap();
+        assert_eq!(k.entry, arch::layout::HIMEM_START + 0x200);
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(arch::layout::HIMEM_START))
+                .unwrap(),
+            0x90
+        );
     }
 
     fn loaded(cmdline_size: Option<u32>) -> LoadedKernel {

@@ -5,10 +5,16 @@
 //!   installs its own seccomp filter last and then waits in [`event_loop`];
 //! - one `vcpu<N>` thread per vCPU runs the KVM_RUN loop in [`vcpu`], under its own filter;
 //! - one `virtio-<kind><N>` thread per virtio device serves its queues ([`device_manager`]),
-//!   under its own filter.
+//!   under its own filter; with `--isolate devices`, one process per device instead, forked
+//!   while the `vmm` thread is still the only thread ([`isolate`]);
+//! - under `--seccomp log` only, the `seccomp-log` supervisor (spawned first of all, see
+//!   `seccomp::start_supervisor`) reports every forbidden call and lets it run.
+//!
+//! Both kinds are spawned, filtered and stopped through [`threads`].
 //!
 //! Where to look: [`builder`] (VM set-up), [`vcpu`] (run loop and exit dispatch),
-//! [`kernel`] (image loading), [`event_loop`] (main thread), [`exit`] (exit codes).
+//! [`kernel`] (image loading), [`event_loop`] (main thread), [`exit`] (exit codes),
+//! `test_hook` (test builds only: the hook device on port 0x510).
 
 pub mod builder;
 pub mod config;
@@ -16,30 +22,31 @@ pub mod device_manager;
 pub mod error;
 pub mod event_loop;
 pub mod exit;
+pub mod filter_fds;
 pub mod host_check;
+pub mod isolate;
+pub mod jail;
 pub mod kernel;
+pub mod memory;
 pub mod sandbox_check;
 pub mod terminal;
+#[cfg(feature = "test-hooks")]
+pub mod test_hook;
+pub mod threads;
 pub mod timings;
 pub mod vcpu;
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
-
-use seccomp::{FilterContext, ThreadKind};
-use std::os::unix::thread::JoinHandleExt;
+use std::sync::Arc;
 
 pub use config::{
-    BootProtocol, DiskConfig, KernelSource, NetConfig, VmConfig, DEFAULT_CMDLINE, MAX_VCPUS,
+    BootProtocol, DiskConfig, Isolate, JailConfig, KernelSource, NetConfig, RateLimit, VmConfig,
+    DEFAULT_CMDLINE, MAX_VCPUS,
 };
 pub use error::{Error, Result};
 pub use exit::VmExit;
 pub use seccomp;
-
-/// How long stopping may take before microvm gives up on a vCPU thread.
-const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Closes every file descriptor above stderr that microvm inherited from whoever started
 /// it: no thread should hold an fd it does not need when its filter goes on. Call first
@@ -61,6 +68,7 @@ pub fn set_thread_name(name: &str) {
 /// Builds and runs the VM on the calling thread, which becomes the `vmm` thread.
 /// Returns why the VM stopped; the caller maps it to an exit code.
 pub fn run(cfg: &VmConfig) -> Result<VmExit> {
+    isolate::check_config(cfg)?;
     set_thread_name("vmm");
     // Process-wide set-up, before any thread exists so that every thread inherits it.
     seccomp::install_violation_reporter(cfg.seccomp)?;
@@ -73,117 +81,187 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
         source: std::io::Error::from_raw_os_error(e.errno()),
     })?;
     let signals = event_loop::block_stop_signals()?;
+    // `--seccomp log`: the supervisor that reports every forbidden call is the first thread
+    // (it inherits the blocked stop signals; every later filter hands it a listener).
+    if cfg.seccomp == seccomp::Mode::Log {
+        seccomp::start_supervisor()?;
+    }
 
-    let vm = builder::build(cfg)?;
+    // The host's files and /dev/kvm are opened first; `--jail` then takes everything else
+    // away (returning only in the jailed child) before any guest data is read.
+    let inputs = builder::open_inputs(cfg)?;
+    if let Some(jail_cfg) = &cfg.jail {
+        jail::enter(jail_cfg)?;
+    }
+    // Every filter is compiled here, before any thread runs guest code.
+    let mut vm = builder::build(cfg, inputs)?;
     log::info!(
-        "booting {} ({:?}, entry {:#x}) with {} vCPU(s), {} MiB, seccomp {}",
+        "booting {} ({:?}, {} entry) with {} vCPU(s), {} MiB, ACPI {}, seccomp {}",
         cfg.kernel.describe(),
         vm.kernel.format,
-        vm.kernel.entry,
+        vm.boot,
         cfg.cpus,
         cfg.memory_mib,
+        if cfg.acpi { "on" } else { "off" },
         cfg.seccomp
     );
 
-    // Filters are compiled before any thread runs guest code.
-    let vmm_filter = seccomp::compile(ThreadKind::Vmm, cfg.seccomp, &FilterContext::default())?;
     let ctl = vm.ctl.clone();
-    let start = Arc::new(Barrier::new(vm.vcpus.len() + 1));
+    // `--isolate devices`: the device processes are forked now, from this thread alone (the
+    // set-up helpers are joined first), before any device touched guest data.
+    let procs = if cfg.isolate == Isolate::Devices {
+        vm.setup.join()?;
+        let procs = isolate::start(std::mem::take(&mut vm.virtio), cfg.seccomp, &ctl)?;
+        vm.vmm_subscribers
+            .push(Box::new(isolate::Reaper::new(procs.clone())));
+        procs
+    } else {
+        Arc::default()
+    };
+    let gate = Arc::new(threads::Gate::default());
     let _terminal = terminal::RawTerminal::enter();
-    #[cfg(feature = "test-hooks")]
-    if std::env::var_os("MICROVM_TEST_STACK_FILTER").is_some() {
-        // Test only: an allow-all filter on the main thread before it spawns, which every
-        // thread then inherits under its own; the sandbox check must refuse to run.
-        let allow_all = seccomp::BpfProgram::from([seccompiler_allow_all()]);
-        seccomp::install(&allow_all)?;
-    }
-    let mut handles = Vec::with_capacity(vm.vcpus.len());
-    for v in vm.vcpus {
-        let ctx = FilterContext {
-            vcpu_fd: Some(v.fd.as_raw_fd()),
-            ..Default::default()
-        };
-        let filter = seccomp::compile(ThreadKind::Vcpu, cfg.seccomp, &ctx)?;
-        handles.push(vcpu::spawn(v, filter, start.clone(), ctl.clone())?);
-    }
+    let buses = vcpu::Buses {
+        pio: Arc::new(vm.pio),
+        mmio: Arc::new(vm.mmio),
+    };
+    let (reset, poweroff, signalfd) = (
+        vm.reset_evt.as_raw_fd(),
+        vm.poweroff_evt.as_raw_fd(),
+        signals.as_raw_fd(),
+    );
+    let events = event_loop::VmmEvents::new(
+        ctl.clone(),
+        vm.reset_evt,
+        vm.poweroff_evt,
+        signals,
+        vm.serial,
+        true,
+    );
+    // The vmm thread's epoll fd is found by probing the next free fd number, so it is made
+    // before any vCPU or device thread exists: under `--seccomp log` each of them creates
+    // a listener fd while it installs its filter, which could take that number.
+    let host = |what: &'static str| move |source: std::io::Error| Error::Host { what, source };
+    let epoll = filter_fds::next_fd().map_err(host("probing the next fd"))?;
+    let event_loop = event_loop::EventLoop::new(events, vm.vmm_subscribers)?;
+    let epoll = filter_fds::check_epoll(epoll, "vmm").map_err(host("finding the epoll fd"))?;
 
-    // Device threads, also spawned by this (still unfiltered) thread, never by a vCPU.
-    let mut device_threads = Vec::with_capacity(vm.virtio.len());
-    for dev in vm.virtio {
-        let filter = seccomp::compile(dev.kind(), cfg.seccomp, dev.filter_context())?;
-        device_threads.push(device_manager::spawn(dev, filter)?);
-    }
+    let spawned = spawn_threads(vm.vcpus, vm.virtio, &buses, &mut vm.filters, &gate, &ctl)?;
+    // Memory slots and PIT mode, set up beside everything above; done before the sandbox
+    // check (the helpers are unfiltered threads).
+    vm.setup.join()?;
 
-    #[cfg(feature = "test-hooks")]
-    vcpu::test_hook::set_wake_fd(ctl.exit_evt.as_raw_fd());
-    let events = event_loop::VmmEvents::new(ctl.clone(), vm.reset_evt, signals, vm.serial, true);
-    let event_loop = event_loop::EventLoop::new(events)?;
+    let vmm_fds = filter_fds::VmmFds {
+        epoll,
+        exit: ctl.exit_evt.as_raw_fd(),
+        reset,
+        poweroff,
+        signalfd,
+        status: None,
+        serial_irq: vm.legacy_fds.serial_irq,
+        stops: (spawned.devices.iter().map(|d| d.stop_fd()))
+            .chain(procs.iter().map(|p| p.stop_fd()))
+            .collect(),
+        pidfds: procs.iter().map(|p| p.pidfd()).collect(),
+        hook: vm.hook_fds.clone(),
+    };
 
     // INVARIANT: every thread has been spawned. The main thread's filter goes on last so
     // that no thread inherits it (filters stack), and before the guest runs.
-    if let Some(filter) = vmm_filter {
-        // Every other thread must carry exactly its own filter, and so must this one once
-        // it is installed; otherwise the guest does not run.
-        sandbox_check::check_other_threads()?;
-        let own = sandbox_check::OwnStatus::open()?;
-        seccomp::install(&filter)?;
-        own.check()?;
+    if cfg.seccomp != seccomp::Mode::Off {
+        let installed = install_own_filter(cfg.seccomp, vmm_fds);
+        // Also when it failed before its install: no registration is left open.
+        seccomp::close_registration();
+        installed?;
     }
     timings::mark(timings::Phase::VcpusStarted);
     timings::mark_cpu();
-    start.wait();
+    gate.open();
 
     let result = event_loop.run();
     timings::mark(timings::Phase::GuestExit);
-    stop_vcpus(&ctl, handles);
-    device_manager::stop(device_threads);
+    stop_threads(&ctl, spawned);
+    isolate::stop(&procs);
+    timings::mark(timings::Phase::ThreadsJoined);
+    if let Ok(exit) = &result {
+        warn_unstarted_vcpus(cfg, exit, ctl.vcpus_started.load(Ordering::Acquire));
+    }
     result
 }
 
-/// Asks every vCPU thread to stop (flag + kick signal, repeated until it has left
-/// KVM_RUN) and joins them.
-fn stop_vcpus(ctl: &vcpu::VmControl, handles: Vec<vcpu::VcpuHandle>) {
-    ctl.stop.store(true, Ordering::Release);
-    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
-    let sig = vmm_sys_util::signal::SIGRTMIN();
-    // A kicked vCPU leaves KVM_RUN within microseconds: poll quickly at first, then back off.
-    let mut pause = Duration::from_micros(20);
-    loop {
-        let mut running = 0;
-        for h in handles
-            .iter()
-            .filter(|h| !h.finished.load(Ordering::Acquire))
-        {
-            running += 1;
-            // SAFETY: the thread has not been joined, so its pthread_t is valid.
-            unsafe { libc::pthread_kill(h.thread.as_pthread_t(), sig) };
-        }
-        if running == 0 || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(1));
-    }
-    for h in handles {
-        if h.finished.load(Ordering::Acquire) {
-            let _ = h.thread.join();
-        } else {
-            log::error!(
-                "vcpu{} did not stop within {:?}; exiting anyway",
-                h.index,
-                VCPU_STOP_TIMEOUT
-            );
-        }
-    }
+/// The vCPU and device threads.
+struct Spawned {
+    vcpus: Vec<threads::FilteredThread>,
+    devices: Vec<device_manager::DeviceThread>,
 }
 
-/// A one-instruction BPF program: SECCOMP_RET_ALLOW (test hook only).
-#[cfg(feature = "test-hooks")]
-fn seccompiler_allow_all() -> seccomp::SockFilter {
-    seccomp::SockFilter {
-        code: 0x06, // BPF_RET | BPF_K
-        jt: 0,
-        jf: 0,
-        k: 0x7fff_0000, // SECCOMP_RET_ALLOW
+/// Spawns every vCPU thread (held at `gate`), then every device thread, each with its
+/// filter from `filters`, from this (still unfiltered) thread: never from a vCPU.
+fn spawn_threads(
+    vcpus: Vec<vcpu::Vcpu>,
+    virtio: Vec<device_manager::AttachedDevice>,
+    buses: &vcpu::Buses,
+    filters: &mut threads::Filters,
+    gate: &Arc<threads::Gate>,
+    ctl: &Arc<vcpu::VmControl>,
+) -> Result<Spawned> {
+    let mut spawned = Spawned {
+        vcpus: Vec::with_capacity(vcpus.len()),
+        devices: Vec::with_capacity(virtio.len()),
+    };
+    for v in vcpus {
+        let filter = filters.take(&v.thread_name());
+        let thread = vcpu::spawn(v, buses.clone(), filter, gate.clone(), ctl.clone())?;
+        spawned.vcpus.push(thread);
     }
+    for dev in virtio {
+        let filter = filters.take(dev.name());
+        spawned
+            .devices
+            .push(device_manager::spawn(dev, filter, ctl.clone())?);
+    }
+    Ok(spawned)
+}
+
+/// Checks every other thread carries exactly its own filter (or has ended because it could
+/// not install it), compiles this thread's (pinned to `fds` and the status file it reads
+/// back), installs it and checks it carries exactly that one; otherwise the guest does not
+/// run.
+fn install_own_filter(mode: seccomp::Mode, fds: filter_fds::VmmFds) -> Result<()> {
+    sandbox_check::check_other_threads()?;
+    let own = sandbox_check::OwnStatus::open()?;
+    let ctx = filter_fds::vmm(&filter_fds::VmmFds {
+        status: Some(own.as_raw_fd()),
+        ..fds
+    });
+    filter_fds::log("vmm", &ctx);
+    if let Some(filter) = seccomp::compile(seccomp::ThreadKind::Vmm, mode, &ctx)? {
+        let installed = seccomp::install(&filter);
+        // The last filter of the process is on: the `seccomp-log` supervisor starts serving
+        // now, before this thread could make a forbidden call it would wait on.
+        seccomp::close_registration();
+        installed?;
+    }
+    own.check()
+}
+
+/// Stops the vCPUs (stop flag, then SIGRTMIN kicks until they have left KVM_RUN), then the
+/// device threads, and joins them all.
+fn stop_threads(ctl: &vcpu::VmControl, spawned: Spawned) {
+    ctl.stop.store(true, Ordering::Release);
+    threads::stop_and_join(spawned.vcpus, Some(vmm_sys_util::signal::SIGRTMIN()));
+    device_manager::stop(spawned.devices);
+}
+
+/// One line when the guest ran to an orderly end without starting every vCPU: its kernel
+/// did not find them in what microvm described.
+fn warn_unstarted_vcpus(cfg: &VmConfig, exit: &VmExit, started: u8) {
+    if started >= cfg.cpus || exit.is_error() {
+        return;
+    }
+    let hint = if cfg.acpi {
+        "its kernel finds CPUs in the ACPI MADT (CONFIG_ACPI) or, with --acpi off, the MP table (CONFIG_X86_MPPARSE)"
+    } else {
+        "with --acpi off its kernel must read the MP table (CONFIG_X86_MPPARSE); try --acpi on"
+    };
+    log::warn!("the guest started {started} of {} vCPUs: {hint}", cfg.cpus);
 }

@@ -3,7 +3,7 @@
 //! one, means the spawn/install order is broken, and microvm refuses to run the guest.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -83,18 +83,39 @@ fn other_threads() -> Result<Vec<ThreadFilter>> {
     Ok(out)
 }
 
+/// Why microvm refuses to run the guest after checking its threads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A thread runs without any filter.
+    #[error("thread {name} (tid {tid}) has no seccomp filter; refusing to run the guest")]
+    NoFilter {
+        /// Thread name.
+        name: String,
+        /// Thread id.
+        tid: u32,
+    },
+    /// A thread carries more than its own filter.
+    #[error("thread {name} (tid {tid}) carries {filters} stacked seccomp filters instead of its own one; refusing to run the guest")]
+    Stacked {
+        /// Thread name.
+        name: String,
+        /// Thread id.
+        tid: u32,
+        /// Filters it carries.
+        filters: u32,
+    },
+    /// The main thread's own status file could not be parsed.
+    #[error("cannot parse /proc/thread-self/status; refusing to run the guest")]
+    Unparsable,
+}
+
 /// Judges one thread: Ok when it carries exactly one filter.
-pub fn judge(t: &ThreadFilter) -> std::result::Result<(), String> {
+pub fn judge(t: &ThreadFilter) -> std::result::Result<(), Refusal> {
+    let (name, tid) = (t.name.clone(), t.tid);
     match (t.mode, t.filters) {
         (2, 1) => Ok(()),
-        (_, 0) => Err(format!(
-            "thread {} (tid {}) has no seccomp filter",
-            t.name, t.tid
-        )),
-        (_, n) => Err(format!(
-            "thread {} (tid {}) carries {n} stacked seccomp filters instead of its own one",
-            t.name, t.tid
-        )),
+        (_, 0) => Err(Refusal::NoFilter { name, tid }),
+        (_, filters) => Err(Refusal::Stacked { name, tid, filters }),
     }
 }
 
@@ -107,16 +128,12 @@ pub fn check_other_threads() -> Result<()> {
         let pending: Vec<&ThreadFilter> = threads.iter().filter(|t| t.filters == 0).collect();
         if pending.is_empty() || Instant::now() >= deadline {
             for t in &threads {
-                judge(t).map_err(refuse)?;
+                judge(t)?;
             }
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-fn refuse(why: String) -> Error {
-    Error::Sandbox(format!("{why}; refusing to run the guest"))
 }
 
 /// The main thread's own status file, opened before its filter forbids opening files.
@@ -133,19 +150,33 @@ impl OwnStatus {
             })
     }
 
-    /// After the main thread installed its filter: checks it carries exactly one.
+    /// The fd, which the vmm filter lets it read.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    /// After the main thread installed its filter: checks it carries exactly one. Plain
+    /// `read`s from the start (the file was never read), no seek or stat: the vmm filter
+    /// pins `read` to this fd and allows neither lseek nor statx.
     pub fn check(mut self) -> Result<()> {
-        let mut text = String::new();
-        self.0
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| self.0.read_to_string(&mut text))
-            .map_err(|source| Error::Host {
-                what: "reading /proc/thread-self/status",
-                source,
-            })?;
-        let me = parse_status(0, &text)
-            .ok_or_else(|| refuse("cannot parse /proc/thread-self/status".into()))?;
-        judge(&me).map_err(refuse)
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut len = 0;
+        while len < buf.len() {
+            match self.0.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Host {
+                        what: "reading /proc/thread-self/status",
+                        source,
+                    })
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&buf[..len]);
+        let me = parse_status(0, &text).ok_or(Refusal::Unparsable)?;
+        Ok(judge(&me)?)
     }
 }
 
@@ -173,10 +204,14 @@ mod tests {
             filters: 0,
             ..t.clone()
         };
-        assert!(judge(&none).unwrap_err().contains("has no seccomp filter"));
+        assert!(judge(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("has no seccomp filter"));
         let stacked = ThreadFilter { filters: 2, ..t };
         assert!(judge(&stacked)
             .unwrap_err()
+            .to_string()
             .contains("2 stacked seccomp filters"));
         assert_eq!(parse_status(1, "Name:\tx\n"), None);
     }

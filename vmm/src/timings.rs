@@ -25,13 +25,16 @@ pub enum Phase {
     FirstKvmRun,
     /// The VM stopped (the event loop returned).
     GuestExit,
-    /// Threads joined, devices stopped, terminal restored.
+    /// Every vCPU and device thread stopped and joined.
+    ThreadsJoined,
+    /// The VM's resources released (or left to process exit), terminal restored: the last
+    /// mark before `main` returns.
     Teardown,
 }
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Args,
         Phase::KvmSetup,
         Phase::Memory,
@@ -39,6 +42,7 @@ impl Phase {
         Phase::VcpusStarted,
         Phase::FirstKvmRun,
         Phase::GuestExit,
+        Phase::ThreadsJoined,
         Phase::Teardown,
     ];
 
@@ -52,6 +56,7 @@ impl Phase {
             Phase::VcpusStarted => "vcpus_started",
             Phase::FirstKvmRun => "first_kvm_run",
             Phase::GuestExit => "guest_exit",
+            Phase::ThreadsJoined => "threads_joined",
             Phase::Teardown => "teardown",
         }
     }
@@ -59,7 +64,7 @@ impl Phase {
 
 static T0: OnceLock<Instant> = OnceLock::new();
 /// Nanoseconds since T0 + 1 per phase (0 = not reached).
-static MARKS: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static MARKS: [AtomicU64; Phase::ALL.len()] = [const { AtomicU64::new(0) }; Phase::ALL.len()];
 /// Process CPU time (user + sys, ns + 1) when the guest was released.
 static CPU_AT_START: AtomicU64 = AtomicU64::new(0);
 
@@ -140,6 +145,7 @@ mod tests {
                 "vcpus_started",
                 "first_kvm_run",
                 "guest_exit",
+                "threads_joined",
                 "teardown",
                 "cpu_at_start"
             ]

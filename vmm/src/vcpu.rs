@@ -7,9 +7,8 @@
 //! loop then sees `stop` and leaves.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use devices::Bus;
 use kvm_bindings::kvm_run;
@@ -18,6 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{Error, Result};
 use crate::exit::VmExit;
+use crate::threads::{self, FilteredThread, Gate};
 
 /// State shared by the main thread and every vCPU thread.
 pub struct VmControl {
@@ -26,6 +26,9 @@ pub struct VmControl {
     exit: Mutex<Option<VmExit>>,
     /// Written when a vCPU reports a reason to stop; the main thread waits on it.
     pub exit_evt: EventFd,
+    /// vCPUs the guest started (the boot vCPU, and every AP that left its wait-for-SIPI
+    /// state), counted as the vCPU threads end.
+    pub vcpus_started: AtomicU8,
 }
 
 impl VmControl {
@@ -33,6 +36,7 @@ impl VmControl {
     pub fn new() -> Result<Self> {
         Ok(VmControl {
             stop: AtomicBool::new(false),
+            vcpus_started: AtomicU8::new(0),
             exit: Mutex::new(None),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::Host {
                 what: "creating the exit eventfd",
@@ -53,11 +57,16 @@ impl VmControl {
         }
     }
 
-    /// The recorded reason, if any. The `vmm` thread polls it after every event, which is
-    /// also where the test hook (feature `test-hooks`) runs its vmm-side request.
+    /// Records `reason` like [`VmControl::report`] and sets [`VmControl::stop`] at once:
+    /// for a failure before the guest runs (a thread without its filter), so that no vCPU
+    /// enters the guest.
+    pub fn fail(&self, reason: VmExit) {
+        self.stop.store(true, Ordering::Release);
+        self.report(reason);
+    }
+
+    /// The recorded reason, if any.
     pub fn exit_reason(&self) -> Option<VmExit> {
-        #[cfg(feature = "test-hooks")]
-        test_hook::on_vmm_wakeup();
         self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -84,11 +93,19 @@ pub struct Vcpu {
     pub index: u8,
     /// The KVM vCPU.
     pub fd: VcpuFd,
+}
+
+/// The device buses every vCPU dispatches its exits to, shared read-only.
+#[derive(Clone)]
+pub struct Buses {
     /// Port-I/O bus.
     pub pio: Arc<Bus>,
     /// MMIO bus.
     pub mmio: Arc<Bus>,
 }
+
+/// RFLAGS.IF: maskable interrupts enabled.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// What to do after an exit.
 enum Next {
@@ -98,9 +115,14 @@ enum Next {
 }
 
 impl Vcpu {
+    /// Its thread's name, `vcpu<N>`.
+    pub fn thread_name(&self) -> String {
+        format!("vcpu{}", self.index)
+    }
+
     /// Runs the guest until the VM stops or this vCPU fails. Returns why this vCPU stopped
     /// on its own (None when it was asked to stop).
-    fn run(&mut self, ctl: &VmControl) -> Option<VmExit> {
+    fn run(&mut self, buses: &Buses, ctl: &VmControl) -> Option<VmExit> {
         KVM_RUN_PTR.with(|p| p.set(self.fd.get_kvm_run() as *mut kvm_run));
         crate::timings::mark(crate::timings::Phase::FirstKvmRun);
         let reason = loop {
@@ -108,7 +130,11 @@ impl Vcpu {
                 break None;
             }
             let next = match self.fd.run() {
-                Ok(exit) => handle_exit(self.index, &self.pio, &self.mmio, exit),
+                Ok(VcpuExit::Shutdown) => Next::Stop(VmExit::TripleFault {
+                    vcpu: self.index,
+                    at: self.fd.get_regs().ok().map(|r| (r.rip, r.rsp)),
+                }),
+                Ok(exit) => handle_exit(self.index, buses, exit),
                 Err(e) => match e.errno() {
                     // Kicked: clear the flag the handler set and look at `stop`.
                     libc::EINTR => {
@@ -130,7 +156,50 @@ impl Vcpu {
             }
         };
         KVM_RUN_PTR.with(|p| p.set(std::ptr::null_mut()));
+        if reason.is_none() {
+            self.log_where_stopped();
+        }
+        if self.was_started() {
+            ctl.vcpus_started.fetch_add(1, Ordering::AcqRel);
+        }
         reason
+    }
+
+    /// Says at info level where a vCPU asked to stop left the guest: with a hung guest
+    /// killed by SIGTERM, whether each vCPU was halted or running, where, and with
+    /// interrupts on or off.
+    fn log_where_stopped(&self) {
+        let Ok(regs) = self.fd.get_regs() else {
+            return;
+        };
+        let state = match self.fd.get_mp_state().map(|s| s.mp_state) {
+            Ok(kvm_bindings::KVM_MP_STATE_RUNNABLE) => "runnable",
+            Ok(kvm_bindings::KVM_MP_STATE_HALTED) => "halted",
+            Ok(kvm_bindings::KVM_MP_STATE_UNINITIALIZED) => "never started",
+            Ok(kvm_bindings::KVM_MP_STATE_INIT_RECEIVED) => "waiting for SIPI",
+            _ => "in an unknown state",
+        };
+        let interrupts = if regs.rflags & RFLAGS_IF != 0 {
+            "on"
+        } else {
+            "off"
+        };
+        log::info!(
+            "vcpu{}: stopped {state} at RIP {:#x}, RSP {:#x}, interrupts {interrupts}",
+            self.index,
+            regs.rip,
+            regs.rsp
+        );
+    }
+
+    /// Whether the guest ever started this vCPU: the boot vCPU always; an AP once it left
+    /// KVM_MP_STATE_UNINITIALIZED (the guest sent it INIT/SIPI). Asked after the run loop,
+    /// when this thread is out of KVM_RUN.
+    fn was_started(&self) -> bool {
+        self.index == 0
+            || self.fd.get_mp_state().map_or(true, |s| {
+                s.mp_state != kvm_bindings::KVM_MP_STATE_UNINITIALIZED
+            })
     }
 
     /// Describes a KVM_EXIT_INTERNAL_ERROR in plain words.
@@ -188,18 +257,9 @@ impl Vcpu {
 
 /// Dispatches one exit. PIO/MMIO go to the buses; unknown addresses read as all-ones
 /// (an empty bus) and are logged at debug level.
-fn handle_exit(index: u8, pio: &Bus, mmio: &Bus, exit: VcpuExit) -> Next {
+fn handle_exit(index: u8, buses: &Buses, exit: VcpuExit) -> Next {
+    let (pio, mmio) = (&buses.pio, &buses.mmio);
     match exit {
-        #[cfg(feature = "test-hooks")]
-        VcpuExit::IoIn(test_hook::PORT, data) => {
-            data.fill(test_hook::status());
-            Next::Continue
-        }
-        #[cfg(feature = "test-hooks")]
-        VcpuExit::IoOut(test_hook::PORT, data) => {
-            test_hook::request(index, data);
-            Next::Continue
-        }
         VcpuExit::IoIn(port, data) => {
             if !pio.read(u64::from(port), data) {
                 data.fill(0xff);
@@ -229,7 +289,6 @@ fn handle_exit(index: u8, pio: &Bus, mmio: &Bus, exit: VcpuExit) -> Next {
         // With the in-kernel irqchip these are handled by KVM; if one arrives anyway,
         // running again is the right answer.
         VcpuExit::Hlt | VcpuExit::Intr | VcpuExit::IrqWindowOpen => Next::Continue,
-        VcpuExit::Shutdown => Next::Stop(VmExit::TripleFault { vcpu: index }),
         VcpuExit::SystemEvent(kind, _) => Next::Stop(VmExit::SystemEvent { vcpu: index, kind }),
         VcpuExit::FailEntry(reason, cpu) => Next::Stop(VmExit::KvmFailure {
             vcpu: index,
@@ -245,130 +304,20 @@ fn handle_exit(index: u8, pio: &Bus, mmio: &Bus, exit: VcpuExit) -> Next {
     }
 }
 
-/// A running vCPU thread.
-pub struct VcpuHandle {
-    /// vCPU index.
-    pub index: u8,
-    /// The thread.
-    pub thread: JoinHandle<()>,
-    /// Set by the thread when it leaves its loop.
-    pub finished: Arc<AtomicBool>,
-}
-
-/// Spawns the thread `vcpu<N>`. It installs `filter` (if any) first, waits on `start`,
-/// then runs the guest.
+/// Spawns the thread `vcpu<N>` through [`threads::spawn_filtered`]: it installs `filter`
+/// (if any) first, waits at `gate`, then runs the guest.
 pub fn spawn(
     mut vcpu: Vcpu,
+    buses: Buses,
     filter: Option<seccomp::BpfProgram>,
-    start: Arc<Barrier>,
+    gate: Arc<Gate>,
     ctl: Arc<VmControl>,
-) -> Result<VcpuHandle> {
-    let index = vcpu.index;
-    let name = format!("vcpu{index}");
-    let finished = Arc::new(AtomicBool::new(false));
-    let done = finished.clone();
-    let thread = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            // INVARIANT: the filter goes on before this thread touches anything the guest
-            // controls (its first KVM_RUN).
-            if let Some(filter) = filter {
-                if let Err(e) = seccomp::install(&filter) {
-                    ctl.report(VmExit::KvmFailure {
-                        vcpu: index,
-                        detail: format!("cannot install the vcpu seccomp filter: {e}"),
-                    });
-                    start.wait();
-                    done.store(true, Ordering::Release);
-                    return;
-                }
-            }
-            start.wait();
-            if let Some(reason) = vcpu.run(&ctl) {
-                ctl.report(reason);
-            }
-            done.store(true, Ordering::Release);
-        })
-        .map_err(|source| Error::Spawn { name, source })?;
-    Ok(VcpuHandle {
-        index,
-        thread,
-        finished,
+) -> Result<FilteredThread> {
+    let run_ctl = ctl.clone();
+    threads::spawn_filtered(vcpu.thread_name(), filter, ctl, move || {
+        gate.wait();
+        if let Some(reason) = vcpu.run(&buses, &run_ctl) {
+            run_ctl.report(reason);
+        }
     })
-}
-
-/// Test-only hook device on port 0x510 (cargo feature `test-hooks`): the tiny guest's
-/// `seccomp-hook` scenario makes a chosen thread attempt a forbidden system call
-/// (`getppid`), so the tests can check what each `--seccomp` mode does end to end.
-#[cfg(feature = "test-hooks")]
-pub mod test_hook {
-    use std::os::fd::RawFd;
-    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
-
-    /// The port.
-    pub const PORT: u16 = 0x510;
-    /// Guest writes this: the writing vCPU thread makes the call itself.
-    const SELF: u8 = 1;
-    /// Guest writes this: the vmm thread makes the call when it next wakes up.
-    const VMM: u8 = 2;
-    /// Guest writes this: the next virtio device thread to wake up (on the guest's next
-    /// queue notify) makes the call.
-    const DEVICE: u8 = 3;
-    /// Status bits the guest reads back.
-    const VMM_DID: u8 = 1;
-    const DEVICE_DID: u8 = 2;
-
-    static VMM_PENDING: AtomicBool = AtomicBool::new(false);
-    static DEVICE_PENDING: AtomicBool = AtomicBool::new(false);
-    static VMM_DONE: AtomicU8 = AtomicU8::new(0);
-    static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-
-    /// The eventfd that wakes the vmm thread (its exit eventfd).
-    pub fn set_wake_fd(fd: RawFd) {
-        WAKE_FD.store(fd, Ordering::Release);
-    }
-
-    /// What the guest reads: bit 0 once the vmm thread made its call, bit 1 once a device
-    /// thread did.
-    pub(crate) fn status() -> u8 {
-        VMM_DONE.load(Ordering::Acquire)
-    }
-
-    /// A guest write on vCPU `index`.
-    pub(crate) fn request(index: u8, data: &[u8]) {
-        match data.first().copied() {
-            Some(SELF) => forbidden_call(&format!("vcpu{index}")),
-            Some(VMM) => {
-                VMM_PENDING.store(true, Ordering::Release);
-                let fd = WAKE_FD.load(Ordering::Acquire);
-                // SAFETY: writes 8 bytes from a local u64 to the exit eventfd (or fails on -1).
-                unsafe { libc::write(fd, (&1u64 as *const u64).cast(), 8) };
-            }
-            Some(DEVICE) => DEVICE_PENDING.store(true, Ordering::Release),
-            other => log::warn!("test hook: unknown request {other:?}"),
-        }
-    }
-
-    /// Runs a pending vmm-side request; called on the vmm thread.
-    pub(crate) fn on_vmm_wakeup() {
-        if VMM_PENDING.swap(false, Ordering::AcqRel) {
-            forbidden_call("vmm");
-            VMM_DONE.fetch_or(VMM_DID, Ordering::AcqRel);
-        }
-    }
-
-    /// Runs a pending device-side request; called by each device thread after it woke up.
-    pub(crate) fn on_device_wakeup(thread: &str) {
-        if DEVICE_PENDING.swap(false, Ordering::AcqRel) {
-            forbidden_call(thread);
-            VMM_DONE.fetch_or(DEVICE_DID, Ordering::AcqRel);
-        }
-    }
-
-    fn forbidden_call(thread: &str) {
-        log::info!("test hook: {thread} calls getppid, which no filter allows");
-        // SAFETY: getppid has no arguments and no side effects.
-        let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
-        log::info!("test hook: getppid returned {ppid} on {thread}");
-    }
 }

@@ -6,17 +6,42 @@
 //! A read-only disk is opened O_RDONLY and refuses OUT with IOERR.
 
 use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
 use virtio_bindings::virtio_blk::*;
 use virtio_queue::Queue;
 use vm_memory::{Address, Bytes, GuestAddress};
 
-use super::queue::{self, Desc};
+use super::queue::{self, Desc, Request, Served};
+use super::throttle::{self, Throttle};
 use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR_SIZE: u64 = 512;
+
+/// Takes an open-file-description lock on a whole disk image: shared for a read-only disk,
+/// exclusive otherwise, as Cloud Hypervisor does. A second VM on the same image, or the same
+/// image given twice, then fails here (EAGAIN) instead of corrupting it. The lock lasts as
+/// long as the file stays open.
+pub fn lock_image(file: &File, read_only: bool) -> std::io::Result<()> {
+    // SAFETY: an all-zero flock is a valid value; the fields that matter are set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = if read_only {
+        libc::F_RDLCK
+    } else {
+        libc::F_WRLCK
+    } as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start = l_len = 0: the whole file, however it grows.
+    // SAFETY: F_OFD_SETLK reads the flock we own; the fd is open for `file`'s lifetime.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
 /// seg_max in config space: most data descriptors per request.
 pub const SEG_MAX: u32 = 254;
 /// Bytes copied between the file and guest memory per step.
@@ -31,6 +56,20 @@ pub struct Block {
     capacity: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES as usize],
     buf: Vec<u8>,
+    /// `bw=` / `ops=`: requests wait for their tokens.
+    throttle: Option<Throttle>,
+}
+
+/// Bytes a request moves, for the `bw=` limit: its data buffers (all but the header and
+/// the status byte; IN/OUT are what count). A chain that could not be walked moves none.
+fn request_bytes(req: &Request) -> u64 {
+    match &req.descs {
+        Ok(descs) if descs.len() > 2 => descs[1..descs.len() - 1]
+            .iter()
+            .map(|d| u64::from(d.len))
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl Block {
@@ -47,12 +86,43 @@ impl Block {
             capacity: size / SECTOR_SIZE,
             id,
             buf: vec![0; CHUNK],
+            throttle: None,
         }
     }
 
-    /// Capacity in 512-byte sectors.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
+    /// The same disk with its requests rate-limited by `throttle`.
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// Serves one walked request (or reports why it cannot); returns the used length.
+    fn serve_one(&mut self, mem: &Mem, req: &Request, log: &mut RateLimitedLog) -> u32 {
+        let descs = match &req.descs {
+            Ok(descs) => descs,
+            Err(e) => {
+                log.warn(format_args!(
+                    "request {}: {e}: completed without status",
+                    req.head
+                ));
+                return 0;
+            }
+        };
+        match self.handle(mem, descs) {
+            Ok((status, written)) => {
+                if status != VIRTIO_BLK_S_OK as u8 {
+                    log.warn(format_args!("request {}: status {status}", req.head));
+                }
+                written
+            }
+            Err(why) => {
+                log.warn(format_args!(
+                    "request {}: {why}: completed without status",
+                    req.head
+                ));
+                0
+            }
+        }
     }
 
     /// Serves one request; returns (status to write, bytes written to guest buffers), or
@@ -191,30 +261,31 @@ impl VirtioDevice for Block {
         mem: &Mem,
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
-        queue::serve(queues, index, mem, |req| match req.descs {
-            Err(e) => {
-                log.warn(format_args!(
-                    "request {}: {e}: completed without status",
-                    req.head
-                ));
-                0
+        queue::serve_while(queues, index, mem, |req| {
+            if !throttle::admit(&mut self.throttle, request_bytes(req), log) {
+                return Served::Later;
             }
-            Ok(descs) => match self.handle(mem, &descs) {
-                Ok((status, written)) => {
-                    if status != VIRTIO_BLK_S_OK as u8 {
-                        log.warn(format_args!("request {}: status {status}", req.head));
-                    }
-                    written
-                }
-                Err(why) => {
-                    log.warn(format_args!(
-                        "request {}: {why}: completed without status",
-                        req.head
-                    ));
-                    0
-                }
-            },
+            Served::Used(self.serve_one(mem, req, log))
         })
+    }
+
+    fn reset(&mut self) {
+        if let Some(t) = &mut self.throttle {
+            t.reset();
+        }
+    }
+
+    fn timer_fds(&self) -> Vec<RawFd> {
+        self.throttle.iter().map(Throttle::timer_fd).collect()
+    }
+
+    fn throttled(&self, _index: usize) -> bool {
+        self.throttle.as_ref().is_some_and(Throttle::blocked)
+    }
+
+    fn timer_fired(&mut self, _timer: usize) -> Option<usize> {
+        let t = self.throttle.as_mut()?;
+        t.fired().then_some(0)
     }
 }
 

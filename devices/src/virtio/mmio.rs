@@ -1,11 +1,15 @@
 //! The virtio-mmio transport, version 2 (virtio 1.x register layout), one 4 KiB window per
 //! device.
 //!
-//! Register accesses come from vCPU threads through the MMIO bus. Queue notifications do
-//! not: KVM_IOEVENTFD turns a QueueNotify write into an eventfd the device thread polls,
-//! which then calls [`MmioTransport::notify`]. Both hold this transport's lock.
+//! Register accesses come from vCPU threads through the MMIO bus, via the transport's
+//! [`MmioWindow`](super::window::MmioWindow): InterruptStatus, InterruptACK and a trapped
+//! QueueNotify without this transport's lock (the device thread holds it while it serves
+//! a queue), every other register under it. Queue notifications do not come from vCPUs:
+//! KVM_IOEVENTFD turns a QueueNotify write into an eventfd the device thread polls, which
+//! then calls [`MmioTransport::notify`] under the lock.
 
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK,
@@ -16,6 +20,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::window::Interrupt;
 use super::{Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1, QUEUE_MAX_SIZE};
 use crate::BusDevice;
 
@@ -52,6 +57,63 @@ impl QueueRegs {
             ..Default::default()
         }
     }
+
+    fn addr(&self, ring: Ring) -> u64 {
+        match ring {
+            Ring::Desc => self.desc,
+            Ring::Avail => self.avail,
+            Ring::Used => self.used,
+        }
+    }
+
+    fn addr_mut(&mut self, ring: Ring) -> &mut u64 {
+        match ring {
+            Ring::Desc => &mut self.desc,
+            Ring::Avail => &mut self.avail,
+            Ring::Used => &mut self.used,
+        }
+    }
+}
+
+/// The three parts of a split virtqueue whose guest addresses the driver writes.
+#[derive(Clone, Copy)]
+enum Ring {
+    Desc,
+    Avail,
+    Used,
+}
+
+/// The ring whose address register `offset` holds half of, and whether the high half.
+fn ring_reg(offset: u32) -> Option<(Ring, bool)> {
+    let ring = match offset {
+        VIRTIO_MMIO_QUEUE_DESC_LOW | VIRTIO_MMIO_QUEUE_DESC_HIGH => Ring::Desc,
+        VIRTIO_MMIO_QUEUE_AVAIL_LOW | VIRTIO_MMIO_QUEUE_AVAIL_HIGH => Ring::Avail,
+        VIRTIO_MMIO_QUEUE_USED_LOW | VIRTIO_MMIO_QUEUE_USED_HIGH => Ring::Used,
+        _ => return None,
+    };
+    let high = matches!(
+        offset,
+        VIRTIO_MMIO_QUEUE_DESC_HIGH | VIRTIO_MMIO_QUEUE_AVAIL_HIGH | VIRTIO_MMIO_QUEUE_USED_HIGH
+    );
+    Some((ring, high))
+}
+
+/// The low or high 32 bits of `v`.
+fn half(v: u64, high: bool) -> u32 {
+    if high {
+        (v >> 32) as u32
+    } else {
+        v as u32
+    }
+}
+
+/// Replaces the low or high 32 bits of `reg` with `v`.
+fn set_half(reg: &mut u64, high: bool, v: u32) {
+    *reg = if high {
+        (*reg & 0xffff_ffff) | (u64::from(v) << 32)
+    } else {
+        (*reg & !0xffff_ffff) | u64::from(v)
+    };
 }
 
 /// A virtio device behind its mmio register window.
@@ -62,14 +124,15 @@ pub struct MmioTransport {
     regs: Vec<QueueRegs>,
     /// Queues stopped after H8 until the driver resets the device.
     broken: Vec<bool>,
-    fds: TransportFds,
+    interrupt: Arc<Interrupt>,
+    state_changed: EventFd,
+    notify: Vec<EventFd>,
     log: RateLimitedLog,
     queue_sel: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
     driver_features: u64,
     status: u32,
-    interrupt_status: u32,
     config_generation: u32,
 }
 
@@ -90,26 +153,27 @@ impl MmioTransport {
             queues,
             device,
             mem,
-            fds,
+            interrupt: Arc::new(Interrupt::new(fds.irq)),
+            state_changed: fds.state_changed,
+            notify: fds.notify,
             log: RateLimitedLog::new(name),
             queue_sel: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
             driver_features: 0,
             status: 0,
-            interrupt_status: 0,
             config_generation: 0,
         })
     }
 
-    /// The Status register.
-    pub fn status(&self) -> u32 {
-        self.status
-    }
-
     /// The InterruptStatus register.
     pub fn interrupt_status(&self) -> u32 {
-        self.interrupt_status
+        self.interrupt.status()
+    }
+
+    /// InterruptStatus and the interrupt line, for the window that serves them lock-free.
+    pub fn interrupt(&self) -> Arc<Interrupt> {
+        self.interrupt.clone()
     }
 
     /// True once the driver set DRIVER_OK (and until it resets the device).
@@ -146,6 +210,29 @@ impl MmioTransport {
             .device
             .process_queue(index, &mut self.queues, &self.mem, &mut self.log);
         self.after_processing(Some(index), result);
+        // A pass serves at most one ring's worth: if the driver kept adding requests, come
+        // back for them after the device thread has looked at its other events (stop).
+        if !self.broken[index]
+            && self.device.consumes_queue(index)
+            && !self.device.throttled(index)
+            && super::queue::has_pending(&self.queues[index], &self.mem)
+        {
+            if let Some(evt) = self.notify.get(index) {
+                let _ = evt.write(1);
+            }
+        }
+    }
+
+    /// Device thread: rate-limit timer `timer` fired; serves the queue it held back (if the
+    /// device is still live: a reset meanwhile leaves nothing to serve).
+    pub fn timer_fired(&mut self, timer: usize) {
+        let Some(index) = self.device.timer_fired(timer) else {
+            return;
+        };
+        let live = self.driver_ok() && self.status & VIRTIO_CONFIG_S_NEEDS_RESET == 0;
+        if live && index < self.queues.len() && self.queues[index].ready() {
+            self.notify(index);
+        }
     }
 
     /// Device thread: microvm is stopping; flush the device's host side (a disk's file).
@@ -189,8 +276,7 @@ impl MmioTransport {
     }
 
     fn raise(&mut self, bit: u32) {
-        self.interrupt_status |= bit;
-        if let Err(e) = self.fds.irq.write(1) {
+        if let Err(e) = self.interrupt.raise(bit) {
             self.log
                 .warn(format_args!("cannot raise the interrupt: {e}"));
         }
@@ -207,13 +293,13 @@ impl MmioTransport {
         self.driver_features_sel = 0;
         self.driver_features = 0;
         self.status = 0;
-        self.interrupt_status = 0;
+        self.interrupt.clear();
         self.device.reset();
         self.wake_device_thread();
     }
 
     fn wake_device_thread(&mut self) {
-        if let Err(e) = self.fds.state_changed.write(1) {
+        if let Err(e) = self.state_changed.write(1) {
             self.log
                 .warn(format_args!("cannot wake the device thread: {e}"));
         }
@@ -287,23 +373,19 @@ impl MmioTransport {
             VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
             VIRTIO_MMIO_VENDOR_ID => super::VENDOR_ID,
             VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.device.features() as u32,
-                1 => (self.device.features() >> 32) as u32,
+                sel @ 0..=1 => half(self.device.features(), sel == 1),
                 _ => 0,
             },
             VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
             VIRTIO_MMIO_QUEUE_NUM => regs.map_or(0, |r| r.size),
             VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
-            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt.status(),
             VIRTIO_MMIO_STATUS => self.status,
-            VIRTIO_MMIO_QUEUE_DESC_LOW => regs.map_or(0, |r| r.desc as u32),
-            VIRTIO_MMIO_QUEUE_DESC_HIGH => regs.map_or(0, |r| (r.desc >> 32) as u32),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => regs.map_or(0, |r| r.avail as u32),
-            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => regs.map_or(0, |r| (r.avail >> 32) as u32),
-            VIRTIO_MMIO_QUEUE_USED_LOW => regs.map_or(0, |r| r.used as u32),
-            VIRTIO_MMIO_QUEUE_USED_HIGH => regs.map_or(0, |r| (r.used >> 32) as u32),
             VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
-            _ => 0,
+            other => match (ring_reg(other), regs) {
+                (Some((ring, high)), Some(r)) => half(r.addr(ring), high),
+                _ => 0,
+            },
         }
     }
 
@@ -313,15 +395,8 @@ impl MmioTransport {
             VIRTIO_MMIO_DRIVER_FEATURES => {
                 let ok = self.status & VIRTIO_CONFIG_S_DRIVER != 0
                     && self.status & VIRTIO_CONFIG_S_FEATURES_OK == 0;
-                match (ok, self.driver_features_sel) {
-                    (true, 0) => {
-                        self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v)
-                    }
-                    (true, 1) => {
-                        self.driver_features =
-                            (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
-                    }
-                    _ => {}
+                if let (true, sel @ 0..=1) = (ok, self.driver_features_sel) {
+                    set_half(&mut self.driver_features, sel == 1, v);
                 }
             }
             VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
@@ -330,22 +405,21 @@ impl MmioTransport {
             VIRTIO_MMIO_QUEUE_READY => self.set_queue_ready(v == 1),
             VIRTIO_MMIO_QUEUE_NOTIFY => {
                 // Normally KVM_IOEVENTFD catches this write; forward if it trapped.
-                if let Some(evt) = self.fds.notify.get(v as usize) {
+                if let Some(evt) = self.notify.get(v as usize) {
                     let _ = evt.write(1);
                 }
             }
-            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !v,
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(v),
             VIRTIO_MMIO_STATUS => self.set_status(v),
-            VIRTIO_MMIO_QUEUE_DESC_LOW => self.queue_reg(offset, |r| set_low(&mut r.desc, v)),
-            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.queue_reg(offset, |r| set_high(&mut r.desc, v)),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.queue_reg(offset, |r| set_low(&mut r.avail, v)),
-            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.queue_reg(offset, |r| set_high(&mut r.avail, v)),
-            VIRTIO_MMIO_QUEUE_USED_LOW => self.queue_reg(offset, |r| set_low(&mut r.used, v)),
-            VIRTIO_MMIO_QUEUE_USED_HIGH => self.queue_reg(offset, |r| set_high(&mut r.used, v)),
-            _ => {
-                self.log
-                    .warn(format_args!("write {v:#x} to register {offset:#x} ignored"));
-            }
+            other => match ring_reg(other) {
+                Some((ring, high)) => {
+                    self.queue_reg(other, |r| set_half(r.addr_mut(ring), high, v))
+                }
+                None => {
+                    self.log
+                        .warn(format_args!("write {v:#x} to register {offset:#x} ignored"));
+                }
+            },
         }
     }
 
@@ -362,14 +436,6 @@ impl MmioTransport {
             }
         }
     }
-}
-
-fn set_low(reg: &mut u64, v: u32) {
-    *reg = (*reg & !0xffff_ffff) | u64::from(v);
-}
-
-fn set_high(reg: &mut u64, v: u32) {
-    *reg = (*reg & 0xffff_ffff) | (u64::from(v) << 32);
 }
 
 /// Checks what the driver wrote for a queue: the size (H6), then that the three rings are

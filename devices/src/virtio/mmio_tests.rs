@@ -12,6 +12,28 @@ fn rng() -> Harness {
     Harness::new(Box::new(Rng::default()))
 }
 
+/// Status with FEATURES_OK asked for.
+const FEATURES_OK: u32 =
+    VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+
+/// A reset, ACKNOWLEDGE | DRIVER, driver features `high` (bits 32-63) and, if given, `low`,
+/// then FEATURES_OK; returns the Status register after it.
+fn accept_features(h: &mut Harness, high: u32, low: Option<u32>) -> u32 {
+    h.w(VIRTIO_MMIO_STATUS, 0);
+    h.w(
+        VIRTIO_MMIO_STATUS,
+        VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+    );
+    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    h.w(VIRTIO_MMIO_DRIVER_FEATURES, high);
+    if let Some(low) = low {
+        h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+        h.w(VIRTIO_MMIO_DRIVER_FEATURES, low);
+    }
+    h.w(VIRTIO_MMIO_STATUS, FEATURES_OK);
+    h.r(VIRTIO_MMIO_STATUS)
+}
+
 #[test]
 fn identity_registers() {
     let mut h = rng();
@@ -48,40 +70,23 @@ fn full_handshake_reaches_driver_ok_and_wakes_the_device_thread() {
 #[test]
 fn features_ok_is_refused_without_version_1() {
     let mut h = rng();
-    h.w(
-        VIRTIO_MMIO_STATUS,
-        VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+    assert_eq!(
+        accept_features(&mut h, 0, None) & VIRTIO_CONFIG_S_FEATURES_OK,
+        0
     );
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES, 0);
-    let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    h.w(VIRTIO_MMIO_STATUS, s);
-    assert_eq!(h.r(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
     // Nor can DRIVER_OK go on without FEATURES_OK.
-    h.w(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    h.w(VIRTIO_MMIO_STATUS, FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     assert_eq!(h.r(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_DRIVER_OK, 0);
     // Features the device did not offer are refused too.
-    h.w(VIRTIO_MMIO_STATUS, 0);
-    h.w(
-        VIRTIO_MMIO_STATUS,
-        VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+    assert_eq!(
+        accept_features(&mut h, 1, Some(1 << 5)) & VIRTIO_CONFIG_S_FEATURES_OK,
+        0
     );
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES, 1);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES, 1 << 5);
-    h.w(VIRTIO_MMIO_STATUS, s);
-    assert_eq!(h.r(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
     // With exactly VERSION_1 it is accepted.
-    h.w(VIRTIO_MMIO_STATUS, 0);
-    h.w(
-        VIRTIO_MMIO_STATUS,
-        VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
+    assert_ne!(
+        accept_features(&mut h, 1, None) & VIRTIO_CONFIG_S_FEATURES_OK,
+        0
     );
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES, 1);
-    h.w(VIRTIO_MMIO_STATUS, s);
-    assert_ne!(h.r(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
 }
 
 #[test]
@@ -127,21 +132,14 @@ fn rings_outside_ram_are_refused() {
 fn h7_notify_before_driver_ok_is_ignored_then_the_queue_works() {
     let mut h = rng();
     // Everything but DRIVER_OK.
-    h.w(
-        VIRTIO_MMIO_STATUS,
-        VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
-    );
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    h.w(VIRTIO_MMIO_DRIVER_FEATURES, 1);
-    let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    h.w(VIRTIO_MMIO_STATUS, s);
+    accept_features(&mut h, 1, None);
     assert!(h.setup_queue(0));
     let mut ring = h.ring(0);
     ring.add(&[(DATA, 16, true)]);
     h.t.notify(0);
     assert_eq!(h.used(0).0, 0, "no used entry before DRIVER_OK");
     assert_eq!(h.t.interrupt_status(), 0);
-    h.w(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    h.w(VIRTIO_MMIO_STATUS, FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
     h.t.notify(0);
     assert_eq!(h.used(0), (1, vec![(0, 16)]));
     assert_eq!(h.r(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
@@ -188,4 +186,50 @@ fn queue_layout_is_frozen_while_ready() {
     let before = h.r(VIRTIO_MMIO_QUEUE_DESC_LOW);
     h.w(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x8000);
     assert_eq!(h.r(VIRTIO_MMIO_QUEUE_DESC_LOW), before);
+}
+
+#[test]
+fn a_pass_serves_at_most_one_ring_and_requeues_the_rest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vm_memory::{Bytes, GuestAddress};
+
+    let mut h = rng();
+    h.init();
+    let used_idx_addr = GuestAddress(ring_base(0).0 + USED_OFF + 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    // A guest that refills the ring as fast as the device empties it.
+    let refiller = {
+        let (mem, stop, mut ring) = (h.mem.clone(), stop.clone(), h.ring(0));
+        std::thread::spawn(move || {
+            let mut published = 0u16;
+            while !stop.load(Ordering::Relaxed) {
+                let used: u16 = mem.read_obj(used_idx_addr).unwrap();
+                if published.wrapping_sub(used) < QSIZE {
+                    let d = published % QSIZE;
+                    ring.store(d, DATA + u64::from(d) * 64, 16, F_WRITE, 0);
+                    ring.publish(d);
+                    published = published.wrapping_add(1);
+                }
+            }
+        })
+    };
+    let mut requeued = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Until a pass has left chains behind (the refiller needs CPU time to race the device).
+    while requeued == 0 && std::time::Instant::now() < deadline {
+        let before = h.used(0).0;
+        h.t.notify(0);
+        let served = h.used(0).0.wrapping_sub(before);
+        assert!(served <= QSIZE, "one pass served {served} chains");
+        if h.notify[0].read().is_ok() {
+            requeued += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    refiller.join().unwrap();
+    assert!(
+        requeued > 0,
+        "chains left after a pass re-queue a notification"
+    );
 }

@@ -2,22 +2,31 @@
 //!
 //! The binding contract with the guest is docs/virtio-contract.md.
 //!
-//! - [`mmio`]: the register window (a [`crate::BusDevice`] on the MMIO bus, run on vCPU
-//!   threads); it owns the queues and the device behind one `Mutex`, shared with the
-//!   device's own thread which serves the queues.
+//! - [`mmio`]: the transport's registers (run on vCPU threads); it owns the queues and the
+//!   device behind one `Mutex`, shared with the device's own thread which serves the queues.
+//! - [`window`]: what the MMIO bus holds; it answers InterruptStatus/InterruptACK (and a
+//!   trapped QueueNotify) without that `Mutex`, so a vCPU never waits for a serve loop there.
 //! - [`queue`]: taking chains off a queue and walking them with hard bounds.
 //! - [`block`], [`net`] (+ [`tap`]), [`rng`]: the devices.
 //! - [`ratelimit`]: per-device log rate limit for guest-triggered messages.
+//! - [`token_bucket`] and [`throttle`]: optional I/O rate limits (bytes/s, ops/s) of blk
+//!   and net, with the timerfd that resumes a throttled queue.
 
 pub mod block;
 pub mod mmio;
 pub mod net;
+pub mod proxy;
 pub mod queue;
 pub mod ratelimit;
 pub mod rng;
 pub mod tap;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 #[cfg(test)]
 mod testutil;
+pub mod throttle;
+pub mod token_bucket;
+pub mod window;
 
 use std::os::fd::RawFd;
 
@@ -26,6 +35,7 @@ use vm_memory::GuestMemoryMmap;
 
 pub use mmio::MmioTransport;
 pub use ratelimit::RateLimitedLog;
+pub use window::{Interrupt, MmioWindow};
 
 /// Guest memory as devices see it.
 pub type Mem = GuestMemoryMmap;
@@ -68,6 +78,12 @@ pub trait VirtioDevice: Send {
         mem: &Mem,
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError>;
+    /// Whether serving queue `index` takes every available chain (a request queue), so
+    /// chains still available after a bounded pass mean more work. False for a queue of
+    /// buffers the device keeps until host data arrives (net rx).
+    fn consumes_queue(&self, _index: usize) -> bool {
+        true
+    }
     /// The driver reset the device (Status = 0).
     fn reset(&mut self) {}
     /// microvm is stopping (guest exit or a stop signal): make what the guest wrote durable
@@ -93,6 +109,20 @@ pub trait VirtioDevice: Send {
         _log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
         Ok(false)
+    }
+    /// The rate-limit timerfds the device thread always polls (none without a limit).
+    fn timer_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// Whether queue `index` waits for a rate-limit timer: chains left in it are not more
+    /// work until the timer fires.
+    fn throttled(&self, _index: usize) -> bool {
+        false
+    }
+    /// Timer `timer` (an index into [`VirtioDevice::timer_fds`]) fired; returns the queue
+    /// to serve again, if one was throttled.
+    fn timer_fired(&mut self, _timer: usize) -> Option<usize> {
+        None
     }
 }
 

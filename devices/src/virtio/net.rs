@@ -5,6 +5,15 @@
 //! are read from the TAP into them; when it has none, the device thread stops polling the
 //! TAP until the guest notifies rx again (no busy loop, nothing queued on the host).
 //! If the TAP fails (EBADFD, EIO, ...), both queues stop with one log line; the VM runs on.
+//! A frame the TAP refuses (EINVAL, EMSGSIZE) is dropped and counted; the queues go on.
+//!
+//! Rate limits (`bw=`): tx and rx each get a bucket of Ethernet-frame bytes (the virtio-net
+//! header does not count). A throttled tx chain stays in the ring; a received frame that
+//! must wait is kept (one frame) and the TAP is not polled until the timer fires.
+//!
+//! Headers: no offload is offered, so the guest's virtio_net_hdr on tx is zeroed before the
+//! host kernel sees it (a hostile gso_type/csum_start cannot reach the TAP's GSO paths), and
+//! every rx header says num_buffers = 1 (the TAP writes only the first 10 bytes of it).
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, RawFd};
@@ -15,6 +24,7 @@ use vm_memory::Bytes;
 
 use super::queue;
 use super::tap::{Tap, VNET_HDR_LEN};
+use super::throttle::{self, Throttle};
 use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1};
 
 /// Index of the receive queue.
@@ -44,8 +54,25 @@ pub struct Net {
     rx_stalled: bool,
     /// The TAP failed: both queues stopped.
     tap_failed: bool,
+    /// Frames the TAP refused (EINVAL, EMSGSIZE) and that were dropped.
+    tx_refused: u64,
+    /// tx frames are gathered here.
     buf: Vec<u8>,
+    /// rx frames are read here; one may wait here for its rx tokens.
+    rx_buf: Vec<u8>,
+    /// Length of the frame in `rx_buf` that waits for its rx tokens.
+    rx_deferred: Option<usize>,
+    rx_throttle: Option<Throttle>,
+    tx_throttle: Option<Throttle>,
 }
+
+/// Ethernet bytes of a frame of `len` bytes with its virtio-net header.
+fn frame_bytes(len: usize) -> u64 {
+    len.saturating_sub(VNET_HDR_LEN) as u64
+}
+
+/// Offset of `num_buffers` in the 12-byte virtio 1.x net header.
+const NUM_BUFFERS_OFFSET: usize = 10;
 
 impl Net {
     /// A device on `tap` with `mac`.
@@ -55,8 +82,27 @@ impl Net {
             mac,
             rx_stalled: false,
             tap_failed: false,
+            tx_refused: 0,
             buf: vec![0; MAX_FRAME],
+            rx_buf: vec![0; MAX_FRAME],
+            rx_deferred: None,
+            rx_throttle: None,
+            tx_throttle: None,
         }
+    }
+
+    /// The same device with rx and/or tx rate-limited.
+    pub fn with_throttles(mut self, rx: Option<Throttle>, tx: Option<Throttle>) -> Self {
+        self.rx_throttle = rx;
+        self.tx_throttle = tx;
+        self
+    }
+
+    /// The throttles present, with the queue each holds back: rx, then tx.
+    fn throttles(&self) -> impl Iterator<Item = (usize, &Throttle)> {
+        [(RX, &self.rx_throttle), (TX, &self.tx_throttle)]
+            .into_iter()
+            .filter_map(|(q, t)| t.as_ref().map(|t| (q, t)))
     }
 
     fn tap_error(&mut self, log: &mut RateLimitedLog, what: &str, e: std::io::Error) {
@@ -67,6 +113,24 @@ impl Net {
         ));
     }
 
+    /// Writes the first `len` bytes of the buffer (header + frame) to the TAP.
+    fn send(&mut self, len: usize, log: &mut RateLimitedLog) {
+        match self.tap.write(&self.buf[..len]) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                log.warn(format_args!("TAP full: frame dropped"));
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EMSGSIZE)) => {
+                self.tx_refused += 1;
+                log.warn(format_args!(
+                    "TAP refused a {len}-byte frame ({e}): dropped ({} so far)",
+                    self.tx_refused
+                ));
+            }
+            Err(e) => self.tap_error(log, "write", e),
+        }
+    }
+
     fn transmit(
         &mut self,
         q: &mut Queue,
@@ -74,12 +138,24 @@ impl Net {
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
         let mut used = false;
-        while let Some(req) = queue::pop(q, mem)? {
+        // One ring's worth per pass, like queue::serve.
+        for _ in 0..q.size() {
+            let Some(req) = queue::pop(q, mem)? else {
+                break;
+            };
             match req.descs {
                 Err(e) => {
                     log.warn(format_args!("tx request {}: {e}", req.head));
                 }
                 Ok(descs) if !self.tap_failed => {
+                    let readable = descs.iter().filter(|d| !d.writable);
+                    let total = readable
+                        .map(|d| d.len as usize)
+                        .fold(0, usize::saturating_add);
+                    if !throttle::admit(&mut self.tx_throttle, frame_bytes(total), log) {
+                        queue::undo_pop(q);
+                        break;
+                    }
                     let mut len = 0usize;
                     let mut ok = true;
                     for d in descs.iter().filter(|d| !d.writable) {
@@ -95,13 +171,9 @@ impl Net {
                     if !ok || len < VNET_HDR_LEN {
                         log.warn(format_args!("tx request {}: bad frame dropped", req.head));
                     } else {
-                        match self.tap.write(&self.buf[..len]) {
-                            Ok(_) => {}
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                                log.warn(format_args!("TAP full: frame dropped"));
-                            }
-                            Err(e) => self.tap_error(log, "write", e),
-                        }
+                        // No offload was negotiated: nothing in the header is meaningful.
+                        self.buf[..VNET_HDR_LEN].fill(0);
+                        self.send(len, log);
                     }
                 }
                 Ok(_) => {}
@@ -110,6 +182,26 @@ impl Net {
             used = true;
         }
         Ok(used)
+    }
+
+    /// Reads one frame from the TAP into `rx_buf`, num_buffers set to 1; None when there
+    /// is none (or the TAP failed).
+    fn read_frame(&mut self, log: &mut RateLimitedLog) -> Option<usize> {
+        match self.tap.read(&mut self.rx_buf) {
+            Ok(n) => {
+                if n >= VNET_HDR_LEN {
+                    self.rx_buf[NUM_BUFFERS_OFFSET..VNET_HDR_LEN]
+                        .copy_from_slice(&1u16.to_le_bytes());
+                }
+                Some(n)
+            }
+            Err(e) => {
+                if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted {
+                    self.tap_error(log, "read", e);
+                }
+                None
+            }
+        }
     }
 
     fn receive(
@@ -124,23 +216,29 @@ impl Net {
                 self.rx_stalled = true;
                 break;
             };
-            let n = match self.tap.read(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    queue::undo_pop(q);
-                    if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted {
-                        self.tap_error(log, "read", e);
+            let n = match self.rx_deferred.take() {
+                Some(n) => n,
+                None => match self.read_frame(log) {
+                    Some(n) => n,
+                    None => {
+                        queue::undo_pop(q);
+                        break;
                     }
-                    break;
-                }
+                },
             };
+            if !throttle::admit(&mut self.rx_throttle, frame_bytes(n), log) {
+                // The frame waits in rx_buf, the buffer in the ring, for the rx timer.
+                self.rx_deferred = Some(n);
+                queue::undo_pop(q);
+                break;
+            }
             let written = match req.descs {
                 Err(e) => {
                     log.warn(format_args!("rx buffer {}: {e}: frame dropped", req.head));
                     0
                 }
                 Ok(descs) => {
-                    let frame = &self.buf[..n];
+                    let frame = &self.rx_buf[..n];
                     let written = queue::fill_writable(&descs, n, |addr, from, len| {
                         if mem.write_slice(&frame[from..from + len], addr).is_err() {
                             log.warn(format_args!("rx buffer {} outside RAM", req.head));
@@ -181,6 +279,10 @@ impl VirtioDevice for Net {
         read_config_bytes(&self.mac, offset, data);
     }
 
+    fn consumes_queue(&self, index: usize) -> bool {
+        index != RX
+    }
+
     fn process_queue(
         &mut self,
         index: usize,
@@ -201,6 +303,30 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.rx_stalled = false;
+        self.rx_deferred = None;
+        for t in [&mut self.rx_throttle, &mut self.tx_throttle]
+            .into_iter()
+            .flatten()
+        {
+            t.reset();
+        }
+    }
+
+    fn timer_fds(&self) -> Vec<RawFd> {
+        self.throttles().map(|(_, t)| t.timer_fd()).collect()
+    }
+
+    fn throttled(&self, index: usize) -> bool {
+        self.throttles().any(|(q, t)| q == index && t.blocked())
+    }
+
+    fn timer_fired(&mut self, timer: usize) -> Option<usize> {
+        let (queue, _) = self.throttles().nth(timer)?;
+        let t = match queue {
+            RX => self.rx_throttle.as_mut(),
+            _ => self.tx_throttle.as_mut(),
+        }?;
+        t.fired().then_some(queue)
     }
 
     fn host_fd(&self) -> Option<RawFd> {
@@ -208,7 +334,8 @@ impl VirtioDevice for Net {
     }
 
     fn wants_host_fd(&self) -> bool {
-        !self.rx_stalled && !self.tap_failed
+        // A frame waiting for rx tokens: the rx timer, not the TAP, says when to go on.
+        !self.rx_stalled && !self.tap_failed && self.rx_deferred.is_none()
     }
 
     fn process_host_fd(
@@ -228,91 +355,5 @@ impl VirtioDevice for Net {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::fd::{FromRawFd, OwnedFd};
-
-    use vm_memory::{Bytes, GuestAddress};
-
-    use super::super::tap::Tap;
-    use super::super::testutil::*;
-    use super::*;
-    use crate::BusDevice;
-
-    /// A SOCK_SEQPACKET pair: one end is the device's "TAP", the other the host network.
-    fn fake_tap() -> (Tap, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: socketpair writes two fds into `fds`.
-        let rc = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(rc, 0);
-        // SAFETY: both fds are fresh and owned by nobody else.
-        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        (Tap::from_fd(a, "fake0"), b)
-    }
-
-    #[test]
-    fn tx_reaches_the_tap_and_rx_waits_for_buffers() {
-        let (tap, peer) = fake_tap();
-        let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
-        h.init();
-        let mut mac = [0u8; 6];
-        h.t.read(0x100, &mut mac);
-        assert_eq!(mac, [6, 0, 0, 0, 0, 1]);
-
-        // tx: header + frame in two buffers.
-        h.mem
-            .write_slice(&[0u8; VNET_HDR_LEN], GuestAddress(DATA))
-            .unwrap();
-        h.mem
-            .write_slice(b"frame-out", GuestAddress(DATA + 0x100))
-            .unwrap();
-        let mut tx = h.ring(TX);
-        tx.add(&[(DATA, VNET_HDR_LEN as u32, false), (DATA + 0x100, 9, false)]);
-        h.t.notify(TX);
-        assert_eq!(h.used(TX).0, 1);
-        let mut got = [0u8; 64];
-        // SAFETY: reading into `got`.
-        let n = unsafe { libc::read(peer.as_raw_fd(), got.as_mut_ptr().cast(), 64) };
-        assert_eq!(n as usize, VNET_HDR_LEN + 9);
-        assert_eq!(&got[VNET_HDR_LEN..n as usize], b"frame-out");
-
-        // rx with no buffer: the device stops polling the TAP.
-        let frame = [7u8; 40];
-        // SAFETY: writing `frame`.
-        unsafe { libc::write(peer.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        h.t.host_fd_ready();
-        assert!(
-            h.t.wanted_host_fd().is_none(),
-            "must not poll without rx buffers"
-        );
-        // The guest adds a buffer and notifies rx: the pending frame arrives.
-        let mut rx = h.ring(RX);
-        rx.add(&[(DATA + 0x1000, 2048, true)]);
-        rx.add(&[(DATA + 0x2000, 2048, true)]);
-        h.t.notify(RX);
-        assert_eq!(h.used(RX), (1, vec![(0, 40)]));
-        assert!(
-            h.t.wanted_host_fd().is_some(),
-            "a buffer is left: poll the TAP"
-        );
-    }
-
-    #[test]
-    fn a_failing_tap_stops_the_queues_not_the_vmm() {
-        let (tap, peer) = fake_tap();
-        drop(peer);
-        let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
-        h.init();
-        let mut tx = h.ring(TX);
-        tx.add(&[(DATA, 64, false)]);
-        h.t.notify(TX);
-        assert_eq!(h.used(TX).0, 1, "the frame is completed (dropped)");
-        assert!(h.t.wanted_host_fd().is_none(), "TAP no longer polled");
-    }
-}
+#[path = "net_tests.rs"]
+mod tests;

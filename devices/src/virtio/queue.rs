@@ -77,6 +77,13 @@ pub fn pop(queue: &mut Queue, mem: &Mem) -> Result<Option<Request>, QueueError> 
     }))
 }
 
+/// Whether the driver made requests available that the device has not taken yet.
+pub fn has_pending(queue: &Queue, mem: &Mem) -> bool {
+    queue
+        .avail_idx(mem, std::sync::atomic::Ordering::Acquire)
+        .is_ok_and(|avail| avail.0 != queue.next_avail())
+}
+
 /// Puts a request back at the head of the avail ring (nothing could be done with it yet).
 pub fn undo_pop(queue: &mut Queue) {
     queue.go_to_previous_position();
@@ -89,24 +96,53 @@ pub fn complete(queue: &mut Queue, mem: &Mem, head: u16, len: u32) -> Result<(),
         .map_err(|e| QueueError::Rings(e.to_string()))
 }
 
-/// Serves every available request of queue `index`: `handle` gets each request and returns
-/// the number of bytes it wrote into the request's buffers, which goes to the used ring.
-/// Returns whether anything was used (an interrupt is due); a missing queue serves nothing.
+/// Serves the available requests of queue `index`, at most one ring's worth (the queue size)
+/// per call: `handle` gets each request and returns the number of bytes it wrote into the
+/// request's buffers, which goes to the used ring. Returns whether anything was used (an
+/// interrupt is due); a missing queue serves nothing. The bound keeps a guest that keeps
+/// refilling the ring from holding the device thread (and the transport lock) forever: the
+/// transport re-queues a notification when requests remain ([`has_pending`]).
 pub fn serve(
     queues: &mut [Queue],
     index: usize,
     mem: &Mem,
-    mut handle: impl FnMut(Request) -> u32,
+    mut handle: impl FnMut(&Request) -> u32,
+) -> Result<bool, QueueError> {
+    serve_while(queues, index, mem, |req| Served::Used(handle(req)))
+}
+
+/// What a handler of [`serve_while`] did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Served: this many bytes were written into its buffers.
+    Used(u32),
+    /// Not now (rate limit): it goes back to the head of the avail ring and the pass ends.
+    Later,
+}
+
+/// [`serve`], with a handler that may leave a request for later ([`Served::Later`]).
+pub fn serve_while(
+    queues: &mut [Queue],
+    index: usize,
+    mem: &Mem,
+    mut handle: impl FnMut(&Request) -> Served,
 ) -> Result<bool, QueueError> {
     let Some(q) = queues.get_mut(index) else {
         return Ok(false);
     };
     let mut used = false;
-    while let Some(req) = pop(q, mem)? {
-        let head = req.head;
-        let len = handle(req);
-        complete(q, mem, head, len)?;
-        used = true;
+    for _ in 0..q.size() {
+        let Some(req) = pop(q, mem)? else { break };
+        match handle(&req) {
+            Served::Used(len) => {
+                complete(q, mem, req.head, len)?;
+                used = true;
+            }
+            Served::Later => {
+                undo_pop(q);
+                break;
+            }
+        }
     }
     Ok(used)
 }

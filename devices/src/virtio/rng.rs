@@ -69,13 +69,13 @@ impl VirtioDevice for Rng {
         mem: &Mem,
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
-        queue::serve(queues, index, mem, |req| match req.descs {
+        queue::serve(queues, index, mem, |req| match &req.descs {
             Err(e) => {
                 log.warn(format_args!("request {}: {e}", req.head));
                 0
             }
             Ok(descs) => {
-                let written = queue::fill_writable(&descs, MAX_PER_REQUEST, |addr, _, len| {
+                let written = queue::fill_writable(descs, MAX_PER_REQUEST, |addr, _, len| {
                     self.fill(mem, addr, len)
                 });
                 written as u32

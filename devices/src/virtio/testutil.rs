@@ -1,18 +1,15 @@
-//! Test harness: a transport over real guest memory, driven through its registers like a
-//! driver would, with rings written here using virtio-queue's descriptor types. (The
+//! Test harness: a [`Driver`] (the transport driven through its registers, shared with the
+//! fuzz targets) over real guest memory, with rings written here using virtio-queue's descriptor types. (The
 //! crate's `mock::MockSplitQueue` places the used ring over the avail ring's entries for
 //! our sizes, so it is not used.)
 
-use virtio_bindings::virtio_config::*;
 use virtio_bindings::virtio_mmio::*;
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::mmio::{MmioTransport, TransportFds};
+use super::test_utils::Driver;
 use super::{Mem, VirtioDevice};
-use crate::BusDevice;
 
 /// Queue size used by the tests.
 pub const QSIZE: u16 = 16;
@@ -24,15 +21,24 @@ pub fn ring_base(i: usize) -> GuestAddress {
 }
 /// Offsets of the avail and used rings from a queue's ring base (descriptors at 0).
 const AVAIL_OFF: u64 = 0x100;
-const USED_OFF: u64 = 0x200;
+pub const USED_OFF: u64 = 0x200;
 /// Data buffers live from here.
 pub const DATA: u64 = 0x4_0000;
 
-pub struct Harness {
-    pub mem: Mem,
-    pub t: MmioTransport,
-    pub irq: EventFd,
-    pub state: EventFd,
+/// A [`Driver`] over [`mem`] with every queue's rings at [`ring_base`].
+pub struct Harness(pub Driver);
+
+impl std::ops::Deref for Harness {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Driver {
+        &mut self.0
+    }
 }
 
 pub fn mem() -> Mem {
@@ -41,73 +47,24 @@ pub fn mem() -> Mem {
 
 impl Harness {
     pub fn new(dev: Box<dyn VirtioDevice>) -> Harness {
-        let mem = mem();
-        let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-        let state = EventFd::new(EFD_NONBLOCK).unwrap();
-        let n = dev.num_queues();
-        let fds = TransportFds {
-            irq: irq.try_clone().unwrap(),
-            state_changed: state.try_clone().unwrap(),
-            notify: (0..n)
-                .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
-                .collect(),
-        };
-        let t = MmioTransport::new(dev, mem.clone(), fds, "virtio-test0").unwrap();
-        Harness { mem, t, irq, state }
+        Harness(Driver::new(dev, mem(), "virtio-test0"))
     }
 
-    pub fn w(&mut self, off: u32, v: u32) {
-        self.t.write(u64::from(off), &v.to_le_bytes());
-    }
-
-    pub fn r(&mut self, off: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.t.read(u64::from(off), &mut b);
-        u32::from_le_bytes(b)
-    }
-
-    /// Lays out queue `q` with the mock and programs its registers (size QSIZE, ready).
+    /// Programs queue `q` at its ring base (size QSIZE, ready).
     pub fn setup_queue(&mut self, q: u32) -> bool {
         let base = ring_base(q as usize).0;
-        let addrs = [base, base + AVAIL_OFF, base + USED_OFF].map(GuestAddress);
-        self.w(VIRTIO_MMIO_QUEUE_SEL, q);
-        self.w(VIRTIO_MMIO_QUEUE_NUM, u32::from(QSIZE));
-        for (lo, addr) in [
-            (VIRTIO_MMIO_QUEUE_DESC_LOW, addrs[0]),
-            (VIRTIO_MMIO_QUEUE_AVAIL_LOW, addrs[1]),
-            (VIRTIO_MMIO_QUEUE_USED_LOW, addrs[2]),
-        ] {
-            self.w(lo, addr.0 as u32);
-            self.w(lo + 4, (addr.0 >> 32) as u32);
-        }
-        self.w(VIRTIO_MMIO_QUEUE_READY, 1);
-        self.r(VIRTIO_MMIO_QUEUE_READY) == 1
+        self.program_queue(q, QSIZE, [base, base + AVAIL_OFF, base + USED_OFF])
     }
 
     /// The whole driver handshake with every queue set up; returns the final Status.
     pub fn init(&mut self) -> u32 {
-        self.w(VIRTIO_MMIO_STATUS, 0);
-        self.w(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-        self.w(
-            VIRTIO_MMIO_STATUS,
-            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER,
-        );
-        self.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-        let lo = self.r(VIRTIO_MMIO_DEVICE_FEATURES);
-        self.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-        let hi = self.r(VIRTIO_MMIO_DEVICE_FEATURES);
-        self.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        self.w(VIRTIO_MMIO_DRIVER_FEATURES, lo);
-        self.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        self.w(VIRTIO_MMIO_DRIVER_FEATURES, hi);
-        let s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-        self.w(VIRTIO_MMIO_STATUS, s);
+        self.negotiate();
         let mut q = 0;
         while self.r_queue_max(q) != 0 {
             assert!(self.setup_queue(q), "queue {q} refused");
             q += 1;
         }
-        self.w(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+        self.driver_ok();
         self.r(VIRTIO_MMIO_STATUS)
     }
 
@@ -221,3 +178,16 @@ const VRING_DESC_F_NEXT_U16: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_NE
 pub const F_NEXT: u16 = VRING_DESC_F_NEXT_U16;
 /// VRING_DESC_F_WRITE as the flags field.
 pub const F_WRITE: u16 = VRING_DESC_F_WRITE_U16;
+
+/// A clock the test moves by hand (nanoseconds), for rate limits.
+pub fn manual_clock() -> (
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    super::throttle::Clock,
+) {
+    let now = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = now.clone();
+    (
+        now,
+        Box::new(move || c.load(std::sync::atomic::Ordering::Relaxed)),
+    )
+}

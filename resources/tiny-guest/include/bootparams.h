@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#define BP_ACPI_RSDP_ADDR	0x070	/* u64, 0: not given */
 #define BP_EXT_RAMDISK_IMAGE	0x0c0	/* u32, bits 63:32 */
 #define BP_EXT_RAMDISK_SIZE	0x0c4	/* u32, bits 63:32 */
 #define BP_EXT_CMD_LINE_PTR	0x0c8	/* u32, bits 63:32 */

@@ -124,7 +124,7 @@ struct virtq {
 #define VIRTIO_MAX_QUEUES	2	/* net: rx + tx */
 
 struct virtio_dev {
-	unsigned int index;		/* position on the command line */
+	unsigned int index;		/* slot: position in ACPI / on the command line */
 	uint64_t base, size;		/* MMIO window */
 	unsigned int irq;
 	uint32_t device_id;
@@ -172,12 +172,17 @@ static inline void vio_mb(void)
 #define VIO_WAIT_DONE		500000	/* >= 0.5 s anywhere, ~14 s emulated */
 #define VIO_WAIT_NONE		10000	/* >= 10 ms anywhere */
 
-/* virtio.c: command line, transport, queues */
-unsigned int virtio_probe(const char *cmdline, struct virtio_dev *devs);
+/* virtio.c: finding devices (ACPI or command line), transport, queues */
+unsigned int virtio_find(const struct boot_info *bi, struct virtio_dev *devs);
+void virtio_report_source(const struct boot_info *bi);
+unsigned int virtio_probe(const struct boot_info *bi, struct virtio_dev *devs);
 const char *virtio_type_name(uint32_t device_id);
 void virtio_reset(struct virtio_dev *d);
 void virtio_begin(struct virtio_dev *d, uint64_t wanted);  /* to FEATURES_OK */
 int virtio_queue_setup(struct virtio_dev *d, unsigned int q, unsigned int num);
+int virtio_queue_program(struct virtio_dev *d, unsigned int q,
+			 unsigned int num, const void *desc,
+			 const void *avail, const void *used);
 void virtio_driver_ok(struct virtio_dev *d);
 void virtio_init(struct virtio_dev *d, uint64_t wanted, unsigned int nqueues);
 uint32_t virtio_config_gen(const struct virtio_dev *d);

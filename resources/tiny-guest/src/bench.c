@@ -10,7 +10,7 @@
  *   mmio-read         32-bit read of 0xc0000000 (unassigned, MMIO gap)
  *   mmio-write        32-bit write of 0xc0000000
  *   ioeventfd-notify  virtio QueueNotify (queue 0) of the first virtio-mmio
- *                     device after DRIVER_OK: KVM signals the device's
+ *                     device (ACPI or command line) after DRIVER_OK: KVM signals the device's
  *                     ioeventfd, no exit to the VMM's user space
  *   rng-read          N bytes from the first virtio-rng, 4 KiB requests
  *   irqfd-roundtrip   N 16-byte requests to the first virtio-rng, each
@@ -31,7 +31,6 @@
 #define BENCH_MMIO		0xc0000000ULL
 #define ISA_DEBUG_EXIT_PORT	0xf4
 
-static struct virtio_dev bench_dev;
 static uint8_t io_buf[64 * 1024] __attribute__((aligned(4096)));
 
 static int is(const char *kind, size_t len, const char *name)
@@ -39,55 +38,23 @@ static int is(const char *kind, size_t len, const char *name)
 	return strlen(name) == len && !memcmp(kind, name, len);
 }
 
-/* Parses hex digits after "0x" at p. */
-static uint64_t parse_hex(const char *p)
-{
-	uint64_t v = 0;
-
-	for (;; p++) {
-		char c = *p;
-
-		if (c >= '0' && c <= '9')
-			v = v << 4 | (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v = v << 4 | (uint64_t)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v = v << 4 | (uint64_t)(c - 'A' + 10);
-		else
-			return v;
-	}
-}
-
 /*
- * The first virtio-mmio device of type `id` (0: any) among the
- * "virtio_mmio.device=<size>@0x<base>:<irq>" entries of the command line.
- * Parsed here rather than with virtio_probe(), which insists on microvm's
- * vendor id: QEMU's devices serve these loops too.
+ * The first virtio-mmio device of type `id` (0: any), from ACPI or the
+ * command line as virtio_find() sees them. Only magic and version are
+ * checked, not microvm's vendor id as virtio_probe() does: QEMU's devices
+ * serve these loops too.
  */
-static struct virtio_dev *find_device(const char *p, uint32_t id)
+static struct virtio_dev *find_device(const struct boot_info *bi, uint32_t id)
 {
-	static const char key[] = "virtio_mmio.device=";
-	struct virtio_dev *d = &bench_dev;
-	unsigned int index = 0;
+	static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
+	unsigned int n = virtio_find(bi, devs);
 
-	for (; *p; p++) {
-		if (memcmp(p, key, sizeof(key) - 1))
-			continue;
-		while (*p && *p != '@' && *p != ' ')
-			p++;
-		if (p[0] != '@' || p[1] != '0' || p[2] != 'x')
-			break;
-		memset(d, 0, sizeof(*d));
-		d->base = parse_hex(p + 3);
-		while (*p && *p != ':' && *p != ' ')
-			p++;
-		if (*p == ':')
-			for (p++; *p >= '0' && *p <= '9'; p++)
-				d->irq = d->irq * 10 + (unsigned int)(*p - '0');
-		d->size = 0x200;
-		d->index = index++;
-		if (!d->base || d->base >= 4 * GiB || index > VIRTIO_MAX_DEVICES)
-			break;
+	for (unsigned int i = 0; i < n; i++) {
+		struct virtio_dev *d = &devs[i];
+
+		if (!d->base || d->base + 0x200 > 4 * GiB)
+			fail("bench: device %u at 0x%lx is outside our map", i,
+			     d->base);
 		if (vio_read(d, VIRTIO_MMIO_MAGIC) != VIRTIO_MMIO_MAGIC_VALUE ||
 		    vio_read(d, VIRTIO_MMIO_VERSION) != 2)
 			fail("bench: no virtio-mmio version 2 device at 0x%lx",
@@ -96,23 +63,23 @@ static struct virtio_dev *find_device(const char *p, uint32_t id)
 		if (!id || d->device_id == id)
 			return d;
 	}
-	fail("bench: no virtio-mmio device%s on the command line",
+	fail("bench: no virtio-mmio device%s",
 	     id == VIRTIO_ID_BLOCK ? " of type blk" :
 	     id == VIRTIO_ID_RNG ? " of type rng" : "");
 }
 
-static void notify_loop(const char *cmdline, uint64_t n)
+static void notify_loop(const struct boot_info *bi, uint64_t n)
 {
-	struct virtio_dev *d = find_device(cmdline, 0);
+	struct virtio_dev *d = find_device(bi, 0);
 
 	virtio_init(d, VIRTIO_F_VERSION_1, 1);
 	for (uint64_t i = 0; i < n; i++)
 		vio_write(d, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
 }
 
-static void rng_loop(const char *cmdline, uint64_t bytes)
+static void rng_loop(const struct boot_info *bi, uint64_t bytes)
 {
-	struct virtio_dev *d = find_device(cmdline, VIRTIO_ID_RNG);
+	struct virtio_dev *d = find_device(bi, VIRTIO_ID_RNG);
 	uint64_t got = 0;
 
 	virtio_init(d, VIRTIO_F_VERSION_1, 1);
@@ -126,10 +93,10 @@ static void rng_loop(const char *cmdline, uint64_t bytes)
 	}
 }
 
-static void blk_loop(const char *cmdline, uint64_t bytes, uint32_t bs,
+static void blk_loop(const struct boot_info *bi, uint64_t bytes, uint32_t bs,
 		     uint32_t type)
 {
-	struct virtio_dev *d = find_device(cmdline, VIRTIO_ID_BLOCK);
+	struct virtio_dev *d = find_device(bi, VIRTIO_ID_BLOCK);
 	uint64_t capacity, sector = 0;
 
 	virtio_init(d, VIRTIO_F_VERSION_1, 1);
@@ -177,19 +144,19 @@ static void scenario_bench(struct boot_info *bi)
 		for (uint64_t i = 0; i < n; i++)
 			mmio_write32(BENCH_MMIO, 0);
 	else if (is(spec, klen, "ioeventfd-notify"))
-		notify_loop(bi->cmdline, n);
+		notify_loop(bi, n);
 	else if (is(spec, klen, "irqfd-roundtrip"))
-		irq_roundtrip_loop(find_device(bi->cmdline, VIRTIO_ID_RNG), n);
+		irq_roundtrip_loop(find_device(bi, VIRTIO_ID_RNG), n);
 	else if (is(spec, klen, "rng-read"))
-		rng_loop(bi->cmdline, n);
+		rng_loop(bi, n);
 	else if (is(spec, klen, "blk-read-4k"))
-		blk_loop(bi->cmdline, n, 4096, VIRTIO_BLK_T_IN);
+		blk_loop(bi, n, 4096, VIRTIO_BLK_T_IN);
 	else if (is(spec, klen, "blk-read-64k"))
-		blk_loop(bi->cmdline, n, 65536, VIRTIO_BLK_T_IN);
+		blk_loop(bi, n, 65536, VIRTIO_BLK_T_IN);
 	else if (is(spec, klen, "blk-write-4k"))
-		blk_loop(bi->cmdline, n, 4096, VIRTIO_BLK_T_OUT);
+		blk_loop(bi, n, 4096, VIRTIO_BLK_T_OUT);
 	else if (is(spec, klen, "blk-write-64k"))
-		blk_loop(bi->cmdline, n, 65536, VIRTIO_BLK_T_OUT);
+		blk_loop(bi, n, 65536, VIRTIO_BLK_T_OUT);
 	else
 		fail("bench: unknown kind %.*s", (int)klen, spec);
 	tiny_print("bench: %.*s x %lu done", (int)klen, spec, n);

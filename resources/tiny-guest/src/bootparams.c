@@ -64,6 +64,19 @@ int e820_is_usable(uint64_t addr, uint64_t size)
 	return 1;
 }
 
+int e820_overlaps_usable(uint64_t addr, uint64_t size)
+{
+	for (unsigned int i = 0; i < e820_count(); i++) {
+		uint64_t a, s;
+		uint32_t t;
+
+		e820_entry(i, &a, &s, &t);
+		if (t == E820_RAM && a < addr + size && addr < a + s)
+			return 1;
+	}
+	return 0;
+}
+
 /* Value of "tiny.<key>=<value>" (whitespace separated), NULL if absent. */
 const char *cmdline_param(const char *key, size_t *len)
 {

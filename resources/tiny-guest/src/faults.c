@@ -32,13 +32,12 @@ static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
 static struct virtio_dev *first_dev(struct boot_info *bi, uint32_t id,
 				    const char *who)
 {
-	unsigned int n = virtio_probe(bi->cmdline, devs);
+	unsigned int n = virtio_probe(bi, devs);
 
 	for (unsigned int i = 0; i < n; i++)
 		if (devs[i].device_id == id)
 			return &devs[i];
-	fail("%s: no %s device on the command line", who,
-	     virtio_type_name(id));
+	fail("%s: no %s device", who, virtio_type_name(id));
 }
 
 static const char *status_name(int st)

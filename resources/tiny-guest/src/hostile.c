@@ -258,14 +258,14 @@ static void h8_avail_jump(struct virtio_dev *d)
 
 static void scenario_hostile(struct boot_info *bi)
 {
-	unsigned int n = virtio_probe(bi->cmdline, devs);
+	unsigned int n = virtio_probe(bi, devs);
 	struct virtio_dev *d = NULL;
 
 	for (unsigned int i = 0; i < n && !d; i++)
 		if (devs[i].device_id == VIRTIO_ID_BLOCK)
 			d = &devs[i];
 	if (!d)
-		fail("hostile: no virtio-blk device on the command line");
+		fail("hostile: no virtio-blk device");
 	blk_init(d);
 	if (blk_request(d, VIRTIO_BLK_T_IN, 0, ref, SECTOR_SIZE))
 		fail("hostile: reading sector 0 failed before any test");

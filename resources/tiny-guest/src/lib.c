@@ -96,3 +96,19 @@ int parse_u64(const char *s, size_t len, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+/* Append " <decimal>" (v < 10000) to buf; returns the new end. */
+char *append_num(char *p, unsigned int v)
+{
+	char tmp[4];
+	int n = 0;
+
+	do {
+		tmp[n++] = '0' + v % 10;
+		v /= 10;
+	} while (v);
+	*p++ = ' ';
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}

@@ -37,6 +37,16 @@
 #define MP_PROC_FLAGS	3
 #define CPU_ENABLED	0x01
 #define CPU_BOOTPROCESSOR 0x02
+#define MP_BUS_TYPE	2	/* 6 chars, "ISA   " */
+#define MP_IOAPIC_ID	1
+#define MP_IOAPIC_FLAGS	3	/* bit 0: usable */
+#define MP_IOAPIC_ADDR	4
+#define MP_INT_TYPE	1	/* intsrc/lintsrc: 0 INT, 1 NMI, 3 ExtINT */
+#define MP_INT_BUS	4
+#define MP_INT_BUSIRQ	5
+#define MP_INT_DSTPIN	7	/* IOAPIC pin, or LINT of a lintsrc */
+#define MP_INT		0
+#define MP_NMI		1
 
 /* BIOS data area fields pointing at the EBDA / end of base memory */
 #define BDA_EBDA_SEGMENT 0x40e	/* u16, real-mode segment */
@@ -92,20 +102,35 @@ static const uint8_t *find_mpf(void)
 	return p;
 }
 
-/* Append " <decimal>" to buf. */
-static char *append_num(char *p, unsigned int v)
+/*
+ * Interrupt wiring: the IOAPIC, which pin each ISA IRQ goes to and which
+ * LINT carries NMIs, for the comparison with the ACPI MADT.
+ */
+static void note_wiring(const uint8_t *e, struct mp_cpus *cpus, int *isa_bus)
 {
-	char tmp[4];
-	int n = 0;
-
-	do {
-		tmp[n++] = '0' + v % 10;
-		v /= 10;
-	} while (v);
-	*p++ = ' ';
-	while (n)
-		*p++ = tmp[--n];
-	return p;
+	switch (e[0]) {
+	case MP_BUS:
+		if (!memcmp(e + MP_BUS_TYPE, "ISA   ", 6))
+			*isa_bus = e[1];
+		break;
+	case MP_IOAPIC:
+		if (!(e[MP_IOAPIC_FLAGS] & 1))
+			break;
+		if (!cpus->nioapics++) {
+			cpus->ioapic_id = e[MP_IOAPIC_ID];
+			cpus->ioapic_addr = rd32(e + MP_IOAPIC_ADDR);
+		}
+		break;
+	case MP_INTSRC:
+		if (e[MP_INT_TYPE] == MP_INT && e[MP_INT_BUS] == *isa_bus &&
+		    e[MP_INT_BUSIRQ] < ISA_IRQS)
+			cpus->isa_pin[e[MP_INT_BUSIRQ]] = e[MP_INT_DSTPIN];
+		break;
+	case MP_LINTSRC:
+		if (e[MP_INT_TYPE] == MP_NMI)
+			cpus->nmi_lint = e[MP_INT_DSTPIN];
+		break;
+	}
 }
 
 void mptable_scan(struct mp_cpus *cpus)
@@ -114,6 +139,7 @@ void mptable_scan(struct mp_cpus *cpus)
 	char ids[MAX_CPUS * 4 + 1], *p = ids;
 	uint64_t want;
 	unsigned int len, count;
+	int isa_bus = -1;
 
 	if (!mpf)
 		fail("mptable: no MP floating pointer found");
@@ -135,8 +161,11 @@ void mptable_scan(struct mp_cpus *cpus)
 	tiny_print("mptable: at 0x%lx, config table at 0x%lx, %u entries",
 		   (uint64_t)mpf, (uint64_t)mpc, count);
 
-	cpus->count = 0;
+	memset(cpus, 0, sizeof(*cpus));
+	memset(cpus->isa_pin, 0xff, sizeof(cpus->isa_pin));
+	cpus->nmi_lint = 0xff;
 	cpus->bsp = -1;
+	cpus->lapic_addr = rd32(mpc + MPC_LAPIC);
 	end = mpc + len;
 	e = mpc + MPC_HEADER_SIZE;
 	for (unsigned int i = 0; i < count; i++) {
@@ -155,6 +184,7 @@ void mptable_scan(struct mp_cpus *cpus)
 			cpus->apic_id[cpus->count++] = e[MP_PROC_APICID];
 			p = append_num(p, e[MP_PROC_APICID]);
 		}
+		note_wiring(e, cpus, &isa_bus);
 		e += size;
 	}
 	*p = '\0';

@@ -21,6 +21,12 @@
 #define HVM_MEMMAP_SIZE		24
 
 static uint8_t pvh_zero_page[4096] __attribute__((aligned(4096)));
+static int pvh_entry_used;
+
+int pvh_booted(void)
+{
+	return pvh_entry_used;
+}
 
 static void put32(uint8_t *p, unsigned int off, uint32_t v)
 {
@@ -80,6 +86,9 @@ uint8_t *pvh_boot_params(const uint8_t *si)
 		put32(bp, off + 16, bp_u32(e, 16));
 	}
 	bp[BP_E820_ENTRIES] = (uint8_t)entries;
+	/* rsdp_paddr goes where boot_params has acpi_rsdp_addr, for acpi.c. */
+	put64(bp, BP_ACPI_RSDP_ADDR, bp_u64(si, 32));
+	pvh_entry_used = 1;
 	if (nr_modules) {
 		const uint8_t *m = (const uint8_t *)bp_u64(si, 16);
 		uint64_t addr = bp_u64(m, 0), size = bp_u64(m, 8);

@@ -32,11 +32,11 @@ static void wait_for_hook(uint8_t bit, const char *who)
 	fail("the %s thread did not report back", who);
 }
 
-/* The first virtio-rng device on the command line, initialised; FAIL if none. */
+/* The first virtio-rng device, initialised; FAIL if none. */
 static void hook_rng_device(const struct boot_info *bi)
 {
 	static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
-	unsigned int i, n = virtio_probe(bi->cmdline, devs);
+	unsigned int i, n = virtio_probe(bi, devs);
 
 	for (i = 0; i < n; i++) {
 		if (devs[i].device_id == VIRTIO_ID_RNG) {

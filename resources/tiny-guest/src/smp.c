@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Bring up the application processors listed in the MP table with the
+ * Bring up the application processors listed in the MADT (or, without
+ * ACPI, the MP table) with the
  * INIT / SIPI / SIPI sequence through the local APIC (xAPIC MMIO). Each AP
  * runs the real-mode trampoline from head.S at TRAMPOLINE_ADDR, reaches
  * ap_start64 in long mode and then ap_main() below.
@@ -32,6 +33,8 @@
 extern const char trampoline_start[], trampoline_end[], trampoline_cr3[];
 
 static volatile uint32_t cpus_online;
+/* Which APIC ids reported in, to check them against the firmware's list. */
+static volatile uint8_t apic_online[256];
 
 static uint32_t lapic_read(uint32_t reg)
 {
@@ -75,12 +78,15 @@ static void report_cpu(unsigned int index)
 	if (id != cpuid_id)
 		fail("cpu %u: local apic id %u != cpuid apic id %u", index, id,
 		     cpuid_id);
+	apic_online[id & 0xff] = 1;
 }
 
-/* Work a scenario gives every AP once it is online (storm.c); none by default. */
-void __attribute__((weak)) ap_scenario(unsigned int index)
+/* Work a scenario gives every AP once it is online; each returns at once
+ * unless its scenario was chosen. */
+static void ap_scenario(unsigned int index)
 {
-	(void)index;
+	storm_ap(index);
+	inflight_ap(index);
 }
 
 /* C entry of every AP, on its own stack (head.S: ap_start64). */
@@ -113,7 +119,7 @@ void smp_boot(const struct mp_cpus *cpus)
 	lapic_write(LAPIC_SVR, SVR_APIC_ENABLE | SVR_SPURIOUS_VECTOR);
 	bsp_id = lapic_id();
 	if (bsp_id != cpus->apic_id[cpus->bsp])
-		fail("smp: BSP apic id %u, mptable says %u", bsp_id,
+		fail("smp: BSP apic id %u, the firmware table says %u", bsp_id,
 		     cpus->apic_id[cpus->bsp]);
 	report_cpu(0);
 	cpus_online = 1;
@@ -142,4 +148,9 @@ void smp_boot(const struct mp_cpus *cpus)
 	tiny_print("smp: %u of %u cpus online", online, cpus->count);
 	if (online != cpus->count)
 		fail("smp: timeout waiting for %u cpus", cpus->count - online);
+	/* As many came as were listed; now: exactly the listed ones. */
+	for (unsigned int i = 0; i < cpus->count; i++)
+		if (!apic_online[cpus->apic_id[i]])
+			fail("smp: apic id %u is listed but did not come online",
+			     cpus->apic_id[i]);
 }

@@ -47,7 +47,7 @@ static void storm_run(unsigned int index)
 }
 
 /* Called by every AP once it is online (smp.c); returns to halt. */
-void ap_scenario(unsigned int index)
+void storm_ap(unsigned int index)
 {
 	if (storm_selected())
 		storm_run(index);

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * virtio-mmio transport of the tiny guest: finding devices on the command
- * line (virtio_mmio.device=<size>@<base>:<irq>[:<id>], parsed like Linux's
+ * virtio-mmio transport of the tiny guest: finding devices in the ACPI
+ * DSDT (acpi_dsdt.c) or else on the command line
+ * (virtio_mmio.device=<size>@<base>:<irq>[:<id>], parsed like Linux's
  * drivers/virtio/virtio_mmio.c), the driver initialisation of virtio 1.x
  * 3.1.1 and polled split virtqueues.
  */
 #include "virtio.h"
+#include "acpi.h"
 
 #define STATUS_RESET_LIMIT	100000	/* reads until Status is 0 again */
 #define ISR_WAIT_LIMIT		100000	/* polls for InterruptStatus bit 0 */
@@ -151,12 +153,48 @@ static unsigned int parse_cmdline(const char *p, struct virtio_dev *devs)
 }
 
 /*
+ * The virtio-mmio windows, in slot order: from the ACPI DSDT when there is
+ * an RSDP (what a stock distribution kernel uses), else from the command
+ * line. Command-line entries next to ACPI are ignored, as Linux would bind
+ * only one of the two (and microvm writes none with ACPI on).
+ */
+unsigned int virtio_find(const struct boot_info *bi, struct virtio_dev *devs)
+{
+	const struct acpi_dsdt *dsdt;
+
+	_Static_assert(ACPI_MAX_MMIO <= VIRTIO_MAX_DEVICES, "device slots");
+	if (!bi->acpi)
+		return parse_cmdline(bi->cmdline, devs);
+	dsdt = &bi->acpi->dsdt;
+	for (unsigned int i = 0; i < dsdt->nmmio; i++) {
+		memset(&devs[i], 0, sizeof(devs[i]));
+		devs[i].index = i;
+		devs[i].base = dsdt->mmio[i].base;
+		devs[i].size = dsdt->mmio[i].size;
+		devs[i].irq = dsdt->mmio[i].irq;
+	}
+	return dsdt->nmmio;
+}
+
+/* The "devices from ...: N" line, once at boot. */
+void virtio_report_source(const struct boot_info *bi)
+{
+	static struct virtio_dev devs[VIRTIO_MAX_DEVICES];
+	unsigned int n = virtio_find(bi, devs);
+
+	if (bi->acpi && parse_cmdline(bi->cmdline, devs))
+		tiny_print("virtio: the command line's virtio_mmio.device= entries are ignored: ACPI is there");
+	tiny_print("devices from %s: %u",
+		   bi->acpi ? "ACPI DSDT" : "command line", n);
+}
+
+/*
  * Find the devices, check their identity registers and print one line
  * each. Returns the number of devices.
  */
-unsigned int virtio_probe(const char *cmdline, struct virtio_dev *devs)
+unsigned int virtio_probe(const struct boot_info *bi, struct virtio_dev *devs)
 {
-	unsigned int n = parse_cmdline(cmdline, devs);
+	unsigned int n = virtio_find(bi, devs);
 	unsigned int count[5] = { 0 };
 
 	for (unsigned int i = 0; i < n; i++) {
@@ -263,12 +301,24 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned int q, unsigned int num)
 	vq->avail = (struct virtq_avail *)(mem + VQ_AVAIL_OFF);
 	vq->used = (struct virtq_used *)(mem + VQ_USED_OFF);
 	vq->avail_idx = vq->last_used = 0;
+	return virtio_queue_program(d, q, num, vq->desc, vq->avail, vq->used);
+}
+
+/*
+ * Program queue q (selected here) with num entries and the three rings
+ * (below 4 GiB), then QueueReady = 1; returns what QueueReady reads back.
+ */
+int virtio_queue_program(struct virtio_dev *d, unsigned int q,
+			 unsigned int num, const void *desc,
+			 const void *avail, const void *used)
+{
+	vio_write(d, VIRTIO_MMIO_QUEUE_SEL, q);
 	vio_write(d, VIRTIO_MMIO_QUEUE_NUM, num);
-	vio_write(d, VIRTIO_MMIO_QUEUE_DESC_LO, (uint32_t)(uint64_t)vq->desc);
+	vio_write(d, VIRTIO_MMIO_QUEUE_DESC_LO, (uint32_t)(uint64_t)desc);
 	vio_write(d, VIRTIO_MMIO_QUEUE_DESC_HI, 0);
-	vio_write(d, VIRTIO_MMIO_QUEUE_DRIVER_LO, (uint32_t)(uint64_t)vq->avail);
+	vio_write(d, VIRTIO_MMIO_QUEUE_DRIVER_LO, (uint32_t)(uint64_t)avail);
 	vio_write(d, VIRTIO_MMIO_QUEUE_DRIVER_HI, 0);
-	vio_write(d, VIRTIO_MMIO_QUEUE_DEVICE_LO, (uint32_t)(uint64_t)vq->used);
+	vio_write(d, VIRTIO_MMIO_QUEUE_DEVICE_LO, (uint32_t)(uint64_t)used);
 	vio_write(d, VIRTIO_MMIO_QUEUE_DEVICE_HI, 0);
 	vio_mb();
 	vio_write(d, VIRTIO_MMIO_QUEUE_READY, 1);

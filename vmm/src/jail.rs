@@ -1,0 +1,495 @@
+//! `--jail`: a jail for the whole VMM, built in (Firecracker's separate jailer is the
+//! model) and entered by the main thread before any other thread exists and before any
+//! guest data is read (docs/security.md, "The jail").
+//!
+//! Every host resource a VM uses is opened first, while microvm still has its privileges
+//! and file system ([`crate::builder::open_inputs`]: kernel, initramfs, disks, TAPs,
+//! /dev/kvm); those fds survive what follows, so the jail's root holds none of them:
+//!
+//! 1. with `--jail-cgroup`, the limits are written and the process moves into the cgroup;
+//! 2. an unprivileged caller enters a new user namespace mapping only its own uid and gid;
+//! 3. new mount, PID, IPC, UTS and network namespaces (`unshare`);
+//! 4. `fork`: the child is PID 1 of the new PID namespace and goes on to be the VMM; the
+//!    parent drops to the same uid/gid and no capabilities, then only forwards
+//!    SIGINT/SIGTERM/SIGHUP to it and exits with its status;
+//! 5. in the child: every mount private, a fresh read-only tmpfs holding only a new /proc
+//!    (for the sandbox self-checks) as root (`pivot_root`, old root detached);
+//! 6. RLIMIT_NOFILE, RLIMIT_NPROC (if asked) and RLIMIT_CORE = 0;
+//! 7. no new privileges, the capability bounding and ambient sets emptied, groups, gid and
+//!    uid set, every capability dropped.
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::config::JailConfig;
+
+/// uid and gid of `nobody`, the default identity of a jail entered as root.
+pub const NOBODY: u32 = 65534;
+
+/// Why the jail could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    /// A system call of the jail's set-up failed.
+    #[error("jail: {step}: {source}")]
+    Step {
+        /// What was being done, e.g. "pivot_root into the jail".
+        step: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An unprivileged caller needs a user namespace, and the host refuses one.
+    #[error("jail: an unprivileged caller needs a user namespace and the host refuses one ({source}; user.max_user_namespaces = {max}); run as root or enable user namespaces")]
+    NoUserNamespace {
+        /// /proc/sys/user/max_user_namespaces, or "?" when unreadable.
+        max: String,
+        /// What unshare(CLONE_NEWUSER) said.
+        #[source]
+        source: io::Error,
+    },
+    /// An unprivileged caller asked for an identity it cannot map.
+    #[error("jail: an unprivileged caller can only run as itself: --jail-{what} {asked} is not its own {what} {own}")]
+    ForeignId {
+        /// "uid" or "gid".
+        what: &'static str,
+        /// The id asked for.
+        asked: u32,
+        /// The caller's own id.
+        own: u32,
+    },
+    /// A file of the delegated cgroup could not be written.
+    #[error("jail: cgroup {path}: writing {value:?} to {file}{hint}: {source}", path = .path.display())]
+    Cgroup {
+        /// The `--jail-cgroup` directory.
+        path: PathBuf,
+        /// The file, e.g. "memory.max".
+        file: &'static str,
+        /// What was written.
+        value: String,
+        /// A plain-words hint for the usual mistakes, or "".
+        hint: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, JailError>;
+
+/// The identity the jailed VMM (or a device process, `crate::isolate`) runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ids {
+    uid: u32,
+    gid: u32,
+    /// Started as root: the init user namespace, `setgroups` and any uid. Otherwise a user
+    /// namespace mapping only the caller's own ids.
+    pub(crate) privileged: bool,
+}
+
+impl Ids {
+    /// The default identity: `nobody` for root, the caller itself otherwise.
+    pub(crate) fn default_for_caller() -> Result<Ids> {
+        resolve_ids(&JailConfig::default())
+    }
+}
+
+/// Enters the jail described by `cfg`. Returns in the jailed child only; the parent waits
+/// for it and exits the process with its status (see [`wait_and_exit`]). Must be called
+/// while the process has a single thread.
+pub fn enter(cfg: &JailConfig) -> Result<()> {
+    let ids = resolve_ids(cfg)?;
+    if let Some(dir) = &cfg.cgroup {
+        join_cgroup(dir, cfg)?;
+    }
+    if !ids.privileged {
+        enter_user_namespace(ids)?;
+    }
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET;
+    // SAFETY: unshare only changes this process's namespaces.
+    check(unsafe { libc::unshare(flags) }, "creating its namespaces")?;
+    // SAFETY: the process has a single thread (the caller's contract), so the child's
+    // state is consistent; it returns into ordinary Rust code.
+    let pid = check(unsafe { libc::fork() }, "fork into the new PID namespace")?;
+    if pid > 0 {
+        wait_and_exit(pid, ids);
+    }
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the VMM dies with its waiter.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    check(rc, "PR_SET_PDEATHSIG")?;
+    build_root(true)?;
+    set_hostname();
+    // The limits while CAP_SYS_RESOURCE may still raise a hard limit.
+    set_rlimits(cfg)?;
+    drop_privileges(ids)
+}
+
+/// The uid/gid to run as, checked against what the caller can map.
+fn resolve_ids(cfg: &JailConfig) -> Result<Ids> {
+    // SAFETY: these calls only read the process's credentials.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 {
+        return Ok(Ids {
+            uid: cfg.uid.unwrap_or(NOBODY),
+            gid: cfg.gid.unwrap_or(NOBODY),
+            privileged: true,
+        });
+    }
+    for (what, asked, own) in [("uid", cfg.uid, euid), ("gid", cfg.gid, egid)] {
+        if let Some(asked) = asked.filter(|&a| a != own) {
+            return Err(JailError::ForeignId { what, asked, own });
+        }
+    }
+    Ok(Ids {
+        uid: euid,
+        gid: egid,
+        privileged: false,
+    })
+}
+
+/// Writes the cgroup limits asked for, then moves this process (and so the VMM it forks)
+/// into `dir`. The limits first: the VMM is never in the cgroup without them.
+fn join_cgroup(dir: &Path, cfg: &JailConfig) -> Result<()> {
+    let limits = [
+        ("memory.max", &cfg.memory_max),
+        ("cpu.max", &cfg.cpu_max),
+        ("pids.max", &cfg.pids_max),
+    ];
+    for (file, value) in limits {
+        if let Some(value) = value {
+            write_cgroup(dir, file, value)?;
+        }
+    }
+    write_cgroup(dir, "cgroup.procs", &std::process::id().to_string())
+}
+
+fn write_cgroup(dir: &Path, file: &'static str, value: &str) -> Result<()> {
+    std::fs::write(dir.join(file), value).map_err(|source| {
+        let hint = match source.raw_os_error() {
+            Some(libc::ENOENT) if file == "cgroup.procs" => " (not a cgroup v2 directory)",
+            Some(libc::ENOENT) => {
+                " (is its controller enabled in the parent's cgroup.subtree_control?)"
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => {
+                " (the cgroup must be delegated to the caller)"
+            }
+            Some(libc::EBUSY) => " (only a leaf cgroup can hold processes)",
+            _ => "",
+        };
+        JailError::Cgroup {
+            path: dir.to_path_buf(),
+            file,
+            value: value.to_string(),
+            hint,
+            source,
+        }
+    })
+}
+
+/// A new user namespace in which the caller's own uid and gid map to themselves and
+/// nothing else; the process holds every capability there (and only there).
+pub(crate) fn enter_user_namespace(ids: Ids) -> Result<()> {
+    // SAFETY: unshare only changes this process's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        let source = io::Error::last_os_error();
+        let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        return Err(JailError::NoUserNamespace { max, source });
+    }
+    let write = |file: &str, text: String, step: &'static str| {
+        std::fs::write(file, text).map_err(|source| JailError::Step { step, source })
+    };
+    // Required before an unprivileged gid_map; the jail sets no groups anyway.
+    write(
+        "/proc/self/setgroups",
+        "deny".into(),
+        "writing /proc/self/setgroups",
+    )?;
+    write(
+        "/proc/self/uid_map",
+        format!("{0} {0} 1\n", ids.uid),
+        "writing /proc/self/uid_map",
+    )?;
+    write(
+        "/proc/self/gid_map",
+        format!("{0} {0} 1\n", ids.gid),
+        "writing /proc/self/gid_map",
+    )
+}
+
+/// The parent's whole remaining life: forwards the stop signals to the jailed VMM and
+/// exits with its exit code (128 + signal if a signal killed it). It keeps no fd above
+/// stderr, runs as the jail's uid/gid without capabilities (the same uid may still signal
+/// the VMM) and never touches guest data.
+fn wait_and_exit(child: libc::pid_t, ids: Ids) -> ! {
+    // SAFETY: the parent never returns into code that uses the fds it closes: it only
+    // waits below and then exits the process.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if let Err(e) = drop_privileges(ids) {
+        // Best effort: the VMM runs already; the waiter still only waits.
+        log::warn!("the jail's waiter keeps its privileges: {e}");
+    }
+    let set = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD]);
+    // SAFETY: valid set pointer; the old mask is not needed. The stop signals are already
+    // blocked (event_loop::block_stop_signals); SIGCHLD joins them so that it is waited for.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; `child` is this process's child.
+        let rc = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+        if rc == child {
+            std::process::exit(exit_code(status));
+        }
+        if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            std::process::exit(crate::exit::EXIT_ERROR);
+        }
+        // SAFETY: valid set pointer; no siginfo is requested.
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig > 0 && sig != libc::SIGCHLD {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child, sig) };
+        }
+    }
+}
+
+/// The shell's convention: the exit code, or 128 + the signal that killed the process.
+fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        crate::exit::EXIT_ERROR
+    }
+}
+
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: `set` is initialised; `s` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    set
+}
+
+/// Where the jail's tmpfs is mounted before it becomes the root (in the private mount
+/// namespace only; the host's /tmp is untouched).
+const STAGING: &str = "/tmp";
+
+/// Replaces the file system with a fresh tmpfs holding only a new /proc (of the new PID
+/// namespace: the VMM's own threads) if `proc_fs`, nothing otherwise, then makes it
+/// read-only.
+pub(crate) fn build_root(proc_fs: bool) -> Result<()> {
+    let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(step("making every mount private"))?;
+    mount(
+        Some("tmpfs"),
+        STAGING,
+        Some("tmpfs"),
+        hidden,
+        Some("size=16k,nr_inodes=16,mode=0755"),
+    )
+    .map_err(step("mounting the jail's tmpfs"))?;
+    if proc_fs {
+        let proc_dir = format!("{STAGING}/proc");
+        std::fs::create_dir(&proc_dir).map_err(step("creating the jail's /proc"))?;
+        mount(Some("proc"), &proc_dir, Some("proc"), hidden, None)
+            .map_err(step("mounting the jail's /proc"))?;
+    }
+    std::env::set_current_dir(STAGING).map_err(step("entering the jail's tmpfs"))?;
+    // pivot_root(".", "."): the old root ends up stacked on the new one, then detached.
+    let dot = cstring(".");
+    // SAFETY: both arguments are valid NUL-terminated paths.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    check(rc as libc::c_int, "pivot_root into the jail")?;
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+    check(rc, "detaching the old root")?;
+    std::env::set_current_dir("/").map_err(step("entering the jail's root"))?;
+    let ro = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | hidden;
+    mount(None, "/", None, ro, None).map_err(step("making the jail's root read-only"))
+}
+
+/// Names the new UTS namespace; best effort, nothing depends on it.
+fn set_hostname() {
+    let name = b"microvm-jail";
+    // SAFETY: `name` is valid for `name.len()` bytes.
+    unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+}
+
+/// No new privileges, empty bounding and ambient capability sets, the jail's groups, gid
+/// and uid, and no capability at all.
+pub(crate) fn drop_privileges(ids: Ids) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(rc, "PR_SET_NO_NEW_PRIVS")?;
+    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL;
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) };
+    check(rc, "clearing the ambient capabilities")?;
+    drop_bounding_set()?;
+    if ids.privileged {
+        // SAFETY: an empty group list; the pointer is not read.
+        check(unsafe { libc::setgroups(0, std::ptr::null()) }, "setgroups")?;
+    }
+    // SAFETY: plain integer arguments; the process has a single thread.
+    let rc = unsafe { libc::setresgid(ids.gid, ids.gid, ids.gid) };
+    check(rc, "setresgid to the jail's gid")?;
+    // SAFETY: as above.
+    let rc = unsafe { libc::setresuid(ids.uid, ids.uid, ids.uid) };
+    check(rc, "setresuid to the jail's uid")?;
+    clear_capabilities()
+}
+
+/// Drops every capability from the bounding set, up to the last one the kernel knows.
+fn drop_bounding_set() -> Result<()> {
+    for cap in 0.. {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(()); // past the last capability
+            }
+            return Err(JailError::Step {
+                step: "dropping the capability bounding set",
+                source: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The capset(2) header and data, version 3 (64-bit sets in two halves).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the effective, permitted and inheritable capability sets.
+fn clear_capabilities() -> Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: `header` and both `data` halves are valid, correctly laid out for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    check(rc as libc::c_int, "dropping every capability").map(drop)
+}
+
+/// RLIMIT_NOFILE, RLIMIT_NPROC (if asked) and no core dumps (a core would hold guest RAM).
+fn set_rlimits(cfg: &JailConfig) -> Result<()> {
+    let nofile = cfg.nofile.unwrap_or(JailConfig::DEFAULT_NOFILE);
+    set_rlimit(libc::RLIMIT_NOFILE, nofile, "setting RLIMIT_NOFILE")?;
+    if let Some(nproc) = cfg.nproc {
+        set_rlimit(libc::RLIMIT_NPROC, nproc, "setting RLIMIT_NPROC")?;
+    }
+    set_rlimit(libc::RLIMIT_CORE, 0, "setting RLIMIT_CORE")
+}
+
+pub(crate) fn set_rlimit(
+    resource: libc::__rlimit_resource_t,
+    value: u64,
+    step: &'static str,
+) -> Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `limit` is a valid rlimit.
+    check(unsafe { libc::setrlimit(resource, &limit) }, step).map(drop)
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstring);
+    let target = cstring(target);
+    let fstype = fstype.map(cstring);
+    let data = data.map(cstring);
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is NULL or a valid NUL-terminated string living to the end of
+    // the call.
+    let rc = unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).expect("jail paths have no NUL byte")
+}
+
+fn step(step: &'static str) -> impl FnOnce(io::Error) -> JailError {
+    move |source| JailError::Step { step, source }
+}
+
+/// `rc` unless negative, in which case the OS error of `step`.
+pub(crate) fn check(rc: libc::c_int, step: &'static str) -> Result<libc::c_int> {
+    if rc < 0 {
+        Err(JailError::Step {
+            step,
+            source: io::Error::last_os_error(),
+        })
+    } else {
+        Ok(rc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(libc::SIGKILL), 128 + libc::SIGKILL);
+    }
+
+    #[test]
+    fn an_unprivileged_caller_keeps_its_own_ids() {
+        // SAFETY: reads credentials only.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let ids = resolve_ids(&JailConfig::default()).unwrap();
+        if euid == 0 {
+            assert_eq!((ids.uid, ids.gid, ids.privileged), (NOBODY, NOBODY, true));
+        } else {
+            assert_eq!((ids.uid, ids.gid, ids.privileged), (euid, egid, false));
+        }
+    }
+}
