@@ -18,8 +18,9 @@
 #       glibc libraries `ldd` names), each --file SRC is at DEST, DIR is mounted at /share
 #       (read-write; the working directory), /dev/kvm and tap0 exist, /tmp is RAM.
 #       Exit codes besides CMD's: 124 the host did not finish within S seconds (default
-#       600; it is killed), 125 it ended without reporting CMD's exit code (a panic, or
-#       /dev/kvm never appeared), 2 usage.
+#       600), or its heartbeat (a write to the control folder every 10 s) stopped for
+#       SILENT_S seconds: a wedged host kernel (it is killed either way); 125 it ended
+#       without reporting CMD's exit code (a panic, or /dev/kvm never appeared); 2 usage.
 #
 # Nested hosts are CPU-heavy (TCG); runs take a machine-wide lock
 # (${TMPDIR:-/tmp}/microvm-nested-host.lock), so parallel callers queue instead of
@@ -67,9 +68,13 @@ tunctl -t tap0 >/dev/null || fail "cannot create tap0"
 ip addr add 10.0.2.1/24 dev tap0
 ip link set tap0 up
 echo "NESTED-HOST-READY $(cut -d' ' -f1 /proc/uptime)s"
+# The heartbeat the caller watches for a wedged kernel.
+( while :; do cut -d' ' -f1 /proc/uptime > /nh/alive; sleep 10; done ) &
+hb=$!
 cd /share
 sh /nh/cmd.sh > /nh/stdout 2> /nh/stderr < /dev/null
 rc=$?
+kill $hb
 cd /
 sync
 echo "$rc" > /nh/rc
@@ -115,6 +120,31 @@ build() {
   rm -rf "$work"
   trap - EXIT
   say "built in $out ($kpkg $kver, busybox-static $bver)"
+}
+
+# A host whose heartbeat file is older than this is wedged (it is written every 10 s).
+SILENT_S=90
+
+# watch_qemu PID T0 TIMEOUT HEARTBEAT: runs until QEMU PID ends (reaped by the caller); kills it (TERM, then KILL
+# 5 s later) TIMEOUT s after T0 or once HEARTBEAT is SILENT_S s old, printing why.
+watch_qemu() {
+  local now why=""
+  while kill -0 "$1" 2>/dev/null; do
+    sleep 2
+    now=$(date +%s)
+    if [ $((now - $2)) -ge "$3" ]; then
+      why="did not finish within ${3}s"
+    elif [ -f "$4" ] && [ $((now - $(stat -c %Y "$4"))) -ge "$SILENT_S" ]; then
+      why="stopped its heartbeat (nothing for ${SILENT_S}s: a wedged kernel)"
+    fi
+    [ -z "$why" ] && continue
+    kill -TERM "$1" 2>/dev/null || true
+    local i=0
+    while [ $i -lt 5 ] && kill -0 "$1" 2>/dev/null; do sleep 1; i=$((i + 1)); done
+    kill -KILL "$1" 2>/dev/null || true
+    echo "$why"
+    return 0
+  done
 }
 
 # Quotes one word for sh: 'it'\''s'.
@@ -186,14 +216,20 @@ run() {
     flock 9
   fi
   t0=$(date +%s)
-  # timeout kills QEMU (TERM, then KILL 5 s later) when the host wedges.
-  timeout -k 5 "$timeout" "${qemu[@]}" </dev/null >"$tmp/qemu.out" 2>&1 || rc=$?
+  local qpid wpid why
+  "${qemu[@]}" </dev/null >"$tmp/qemu.out" 2>&1 &
+  qpid=$!
+  watch_qemu "$qpid" "$t0" "$timeout" "$tmp/nh/alive" >"$tmp/why" &
+  wpid=$!
+  wait "$qpid" || rc=$?
+  wait "$wpid" || true
+  why=$(cat "$tmp/why")
   exec 9>&-
   cp "$tmp/console.log" "$out/last-console.log" 2>/dev/null || true
   [ -f "$tmp/nh/stdout" ] && cat "$tmp/nh/stdout"
   [ -f "$tmp/nh/stderr" ] && cat "$tmp/nh/stderr" >&2
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    say "TIMEOUT: the nested host did not finish within ${timeout}s and was killed; last console lines:"
+  if [ -n "$why" ]; then
+    say "TIMEOUT: the nested host $why and was killed; last console lines:"
     tail -n 15 "$tmp/console.log" | tr -d '\r' | sed 's/^/nested-host:   /' >&2
     exit 124
   fi

@@ -72,6 +72,7 @@ fn parallel_streams_and_ping_under_load() {
     let mut s = Session::new("net-load");
     for i in 0..boots {
         let name = format!("n{i:02}");
+        s.step();
         for k in 1..=STREAMS {
             s.sh(&format!("listen {name}-s{k} {}", 5000 + k));
         }

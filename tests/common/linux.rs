@@ -161,19 +161,21 @@ pub struct Outcome {
     pub raw: String,
 }
 
-/// A session: one host-side script, run by [`Session::run`].
+/// A session: one host-side script, run by [`Session::run`], cut into steps (see
+/// [`Session::step`]).
 pub struct Session {
     name: String,
     work: PathBuf,
-    script: String,
+    steps: Vec<String>,
 }
 
 /// The shell functions every session script starts with.
 const PRELUDE: &str = include_str!("linux_prelude.sh");
 
-/// Runs of a session whose nested host itself hangs or dies (exit 124/125) before the test
-/// fails: CI saw the host's kernel panic twice in a row in one session.
-const NESTED_HOST_RUNS: u32 = 3;
+/// Runs in a row that end with the nested host itself hung or dead (exit 124/125) and no
+/// step finished, before the test fails. A run that finishes a step resets the count: CI
+/// saw the host's kernel panic three times in one ten-boot session.
+const NESTED_HOST_STALLS: u32 = 3;
 
 /// Only one session at a time per test process: a nested host is two cores' worth of TCG.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -185,7 +187,7 @@ impl Session {
         Session {
             name: name.to_string(),
             work,
-            script: String::new(),
+            steps: vec![String::new()],
         }
     }
 
@@ -194,11 +196,51 @@ impl Session {
         &self.work
     }
 
-    /// Appends a line of host-side shell.
+    /// Appends a line of host-side shell to the current step.
     pub fn sh(&mut self, line: &str) -> &mut Self {
-        self.script.push_str(line);
-        self.script.push('\n');
+        let step = self.steps.last_mut().expect("a session has a step");
+        step.push_str(line);
+        step.push('\n');
         self
+    }
+
+    /// Starts a new step. When the nested host dies mid-session, the session runs again and
+    /// skips the steps that finished (their output is kept in `$WORK/.steps`), so a step must
+    /// not need anything a previous step left in `$RUN` (the nested host's RAM): begin it
+    /// with `stage`.
+    pub fn step(&mut self) -> &mut Self {
+        if !self.steps.last().is_some_and(String::is_empty) {
+            self.steps.push(String::new());
+        }
+        self
+    }
+
+    /// The script's steps, each wrapped so that a re-run skips it once done.
+    fn body(&self) -> String {
+        let mut body = String::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            body += &format!(
+                "if step_begin {i}; then\n{{\n:\n{step}}} > \"$WORK/.steps/{i}.part\"\nstep_end {i}\nfi\n"
+            );
+        }
+        body
+    }
+
+    /// How many steps earlier runs finished.
+    fn steps_done(&self) -> usize {
+        (0..self.steps.len())
+            .filter(|i| self.work.join(format!(".steps/{i}.out")).exists())
+            .count()
+    }
+
+    /// The output so far of the step a dead nested host did not finish.
+    fn unfinished_step(&self) -> String {
+        (0..self.steps.len())
+            .filter_map(|i| {
+                std::fs::read_to_string(self.work.join(format!(".steps/{i}.part"))).ok()
+            })
+            .next()
+            .unwrap_or_default()
     }
 
     /// Appends a boot of `kernel` (`bzImage-cloud` or `vmlinux-cloud`) with the scenario
@@ -263,8 +305,8 @@ impl Session {
             }
         };
         script += &format!(
-            "GUEST_TIMEOUT={GUEST_TIMEOUT_S}\n{PRELUDE}\n{}\n",
-            self.script
+            "GUEST_TIMEOUT={GUEST_TIMEOUT_S}\n{PRELUDE}\n{}",
+            self.body()
         );
         std::fs::write(self.work.join("session.sh"), script).expect("write session.sh");
         eprintln!(
@@ -279,21 +321,28 @@ impl Session {
         let t0 = Instant::now();
         // The nested host's own time-out starts once it holds the machine-wide lock, which
         // other callers (another checkout's tests) may hold for a while.
-        let mut attempt = 1;
+        let mut stalls = 0;
         let (code, raw) = loop {
+            let before = self.steps_done();
             let (code, raw) = run_group(&mut cmd, 2 * timeout + Duration::from_secs(300));
             // 124/125: the nested host itself hung or died (its own kernel: a soft lockup or
             // a panic under TCG's emulated SVM, such as "stack guard page was hit" on a vCPU
-            // thread, printed in `raw`), not a result of the session. Such a host gets
-            // NESTED_HOST_RUNS runs in all; failing every one fails the test.
-            if host == Host::Nested && matches!(code, Some(124 | 125)) && attempt < NESTED_HOST_RUNS
-            {
-                eprintln!(
-                    "{}: the nested host failed (exit {code:?}); running the session again:\n{raw}",
-                    self.name
-                );
-                attempt += 1;
-                continue;
+            // thread, printed in `raw`), not a result of the session. The session runs again
+            // from its first unfinished step, until NESTED_HOST_STALLS runs in a row finish
+            // none, or three times the session's time is spent.
+            if host == Host::Nested && matches!(code, Some(124 | 125)) {
+                let done = self.steps_done();
+                stalls = if done > before { 0 } else { stalls + 1 };
+                if stalls < NESTED_HOST_STALLS && t0.elapsed() < 3 * timeout {
+                    eprintln!(
+                        "{}: the nested host failed (exit {code:?}) with {done} of {} steps done; \
+                         running the rest again:\n{raw}\n--- the unfinished step so far ---\n{}",
+                        self.name,
+                        self.steps.len(),
+                        self.unfinished_step()
+                    );
+                    continue;
+                }
             }
             break (code, raw);
         };

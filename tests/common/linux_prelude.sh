@@ -3,6 +3,17 @@
 stage() { [ "$RUN" = "$WORK" ] || cp "$WORK/$1" "$RUN/$1"; }
 unstage() { [ "$RUN" = "$WORK" ] || cp "$RUN/$1" "$WORK/$1"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# Steps (Session::step): a re-run of the session after the nested host died skips the steps
+# that finished, printing the output they left in $WORK/.steps instead.
+mkdir -p "$WORK/.steps"
+step_begin() {
+  [ -f "$WORK/.steps/$1.out" ] || return 0
+  cat "$WORK/.steps/$1.out"
+  return 1
+}
+step_end() {
+  mv "$WORK/.steps/$1.part" "$WORK/.steps/$1.out" && cat "$WORK/.steps/$1.out"
+}
 # Network helpers run in the background for the next boot only: they never write to the
 # script's output (an orphan must not hold it open), get 5 s after that boot ends, are then
 # killed, and the main shell reports what they got. `listen` and `send_to_guest` only note
