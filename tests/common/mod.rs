@@ -2,6 +2,7 @@
 //! it printed, and find the tiny guest images built by build.rs.
 #![allow(dead_code)]
 
+pub mod cbpf;
 pub mod linux;
 pub mod netns;
 pub mod procfs;

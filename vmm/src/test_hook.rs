@@ -19,6 +19,9 @@
 //!   to run the guest.
 //! - `MICROVM_TEST_REFUSED_FILTER=<thread>`: that thread (`vcpu1`, `virtio-rng0`, ...) gets
 //!   a filter the kernel refuses, so its install fails (exit code 5).
+//! - `MICROVM_TEST_FILTER_HOLE=<thread>:<syscall>,...`: each named thread's filter allows
+//!   that system call with any arguments, ahead of its rules: the holes the outside check
+//!   (tests/outside.rs) must find.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -102,8 +105,45 @@ fn stack_filter_if_asked() -> Result<()> {
     Ok(seccomp::install(&allow_all)?)
 }
 
-/// `MICROVM_TEST_REFUSED_FILTER`: called by the builder once the filters are compiled.
-pub fn refuse_filter_if_asked(vm: &mut Vm) {
+/// The knobs on compiled filters; called by the builder once they are compiled.
+pub fn adjust_filters(vm: &mut Vm) {
+    refuse_filter_if_asked(vm);
+    open_holes_if_asked(vm);
+}
+
+/// `MICROVM_TEST_FILTER_HOLE`: three instructions in front of the thread's program (its
+/// jumps are relative, so the rest still works): load the call number, allow it if equal.
+fn open_holes_if_asked(vm: &mut Vm) {
+    let Some(list) = std::env::var_os("MICROVM_TEST_FILTER_HOLE") else {
+        return;
+    };
+    for hole in list.to_string_lossy().split(',') {
+        let Some((thread, call)) = hole.split_once(':') else {
+            log::warn!("test hook: hole {hole:?} is not THREAD:SYSCALL");
+            continue;
+        };
+        let (Some(filter), Some(nr)) = (vm.filters.get_mut(thread), seccomp::syscall_number(call))
+        else {
+            log::warn!("test hook: no filter for {thread} or no system call {call}");
+            continue;
+        };
+        let op = |code: u32, jt, jf, k| SockFilter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let front = [
+            op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nr as u32),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ];
+        filter.splice(0..0, front);
+    }
+}
+
+/// `MICROVM_TEST_REFUSED_FILTER`.
+fn refuse_filter_if_asked(vm: &mut Vm) {
     let Some(thread) = std::env::var_os("MICROVM_TEST_REFUSED_FILTER") else {
         return;
     };
