@@ -258,6 +258,99 @@ fn a_killed_device_process_needs_reset_and_the_vm_carries_on() {
     assert!(wait_gone(blk.0), "virtio-blk0 outlived microvm");
 }
 
+/// The writes the blk-until-dead guest made before its device died.
+const MID_IO_SECTORS: usize = 8192;
+
+#[test]
+fn a_blk_process_killed_mid_io_fails_in_the_guest_and_keeps_flushed_data() {
+    let dir = scratch("isolate-mid-io");
+    let _guard = DirGuard(dir.clone());
+    let disk = write_file(&dir, "m.img", &vec![0u8; MID_IO_SECTORS * 512]);
+    let d = format!("path={disk}");
+    let mut cmd = microvm();
+    cmd.args([
+        "--kernel",
+        TINY_BZIMAGE,
+        "--isolate",
+        "devices",
+        "--rng",
+        "off",
+    ])
+    .args(["--disk", &d])
+    .args([
+        "--cmdline",
+        "console=ttyS0 reboot=k tiny.test=blk-until-dead",
+    ]);
+    let mut child = cmd.spawn().expect("spawn microvm");
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Some writes flushed, more in flight: then the device process dies.
+    let mut stdout = String::new();
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while !stdout.contains("blk-until-dead: flushed 32\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => stdout += &(line + "\n"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the guest never flushed 32 writes:\n{stdout}");
+            }
+        }
+    }
+    let kids = children(child.id());
+    let (blk, _) = kids
+        .iter()
+        .find(|k| k.1 == "virtio-blk0")
+        .unwrap_or_else(|| panic!("no virtio-blk0 process: {kids:?}"));
+    // SAFETY: a signal to a process this test found as microvm's child.
+    assert_eq!(unsafe { libc::kill(*blk as i32, libc::SIGKILL) }, 0);
+    let mut r = wait_with_timeout(child, BOOT_TIMEOUT);
+    stdout.extend(rx.try_iter().map(|l| l + "\n"));
+    r.stdout = stdout;
+    // The guest saw the device fail (DEVICE_NEEDS_RESET), and the VM ran on to its end.
+    let flushed: usize = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tiny: blk-until-dead: needs reset after "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the guest never saw its device need a reset:\n{}",
+                r.describe()
+            )
+        });
+    assert!(flushed >= 32, "{}", r.describe());
+    assert!(r.stdout.contains("tiny: PASS"), "{}", r.describe());
+    assert_eq!(r.code(), 0, "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains("virtio-blk0: device process died (signal 9); device needs reset"),
+        "{}",
+        r.describe()
+    );
+    // Every write whose flush completed is in the image, whole.
+    let image = std::fs::read(&disk).expect("read the image");
+    for i in 1..=flushed {
+        let s = &image[i * 512..(i + 1) * 512];
+        let n = (i as u32).to_le_bytes();
+        let whole = s[..4] == *b"DEAD"
+            && s[4..8] == n
+            && s[504..508] == *b"TAIL"
+            && s[508..512] == n
+            && s[8..504].iter().all(|&b| b == (i & 0xff) as u8);
+        assert!(
+            whole,
+            "sector {i} of {flushed} flushed writes is not intact"
+        );
+    }
+}
+
 #[test]
 fn combinations_it_does_not_support_are_one_line_errors() {
     for (args, needle) in [
