@@ -53,6 +53,18 @@ pub(crate) fn timerfd_settime() -> SyscallRule {
     )
 }
 
+/// `sendmsg` of the hello carrying a device process's listener (`--seccomp log` only: no
+/// fd has the role otherwise, so the rule is left out).
+pub(crate) fn hello() -> SyscallRule {
+    SyscallRule::on_fds(
+        "sendmsg",
+        libc::SYS_sendmsg,
+        "--isolate devices, --seccomp log: the hello handing the VMM's supervisor this process's seccomp listener (SCM_RIGHTS), on its proxy socket",
+        0,
+        &["hello"],
+    )
+}
+
 /// `epoll_wait` on the thread's own epoll instance.
 pub(crate) fn epoll_wait() -> SyscallRule {
     SyscallRule::on_fds(
@@ -70,6 +82,7 @@ fn rules() -> Vec<SyscallRule> {
     let mut rules = crate::common::rules(&[], device_io(BLK_READS, DEVICE_WRITES));
     rules.extend([
         epoll_wait(),
+        hello(),
         timerfd_settime(),
         on_disk("pread64", libc::SYS_pread64, "IN requests: read sectors of this disk only"),
         on_disk("pwrite64", libc::SYS_pwrite64, "OUT requests: write sectors of this disk only (never on a read-only disk: O_RDONLY)"),

@@ -48,6 +48,7 @@ pub const ROLES: &[(&str, &str)] = &[
     ("proxy", "this device process's end of its proxy socket: register requests in, replies out (--isolate devices; no fd for a device thread)"),
     ("window", "this device process's MMIO-window eventfds: the state eventfd trigger and the trapped-QueueNotify clones (--isolate devices; no fd for a device thread)"),
     ("proxy:virtio", "every isolated device's proxy socket, VMM end: a vCPU forwards register accesses (--isolate devices)"),
+    ("hello", "--isolate devices under --seccomp log: this device process's proxy socket, for the one hello that hands the VMM its seccomp listener (SCM_RIGHTS); no fd otherwise"),
     ("pidfd:virtio", "every device process's pidfd: the vmm thread reaps and stops them (--isolate devices)"),
     ("hook", "test builds only: the test hook device's wake eventfds (vCPU writes, vmm and device threads read); no fd otherwise"),
 ];

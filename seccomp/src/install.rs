@@ -41,6 +41,16 @@ pub fn install(prog: &BpfProgram) -> Result<(), Error> {
     crate::supervisor::hand_over(&tx, listener)
 }
 
+/// [`install`] with a listener (`SECCOMP_FILTER_FLAG_NEW_LISTENER`) for the caller to hand
+/// on, whether or not this process's supervisor takes registrations: a device process
+/// (`--isolate devices`) under `--seccomp log` sends it to the VMM, whose supervisor serves
+/// it ([`crate::register_listener`]).
+pub fn install_with_listener(prog: &BpfProgram) -> Result<OwnedFd, Error> {
+    let fd = install_flags(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?;
+    // SAFETY: with NEW_LISTENER a successful seccomp(2) returns a new fd we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// [`install`] with `extra` flags besides `SECCOMP_FILTER_FLAG_LOG`; returns seccomp(2)'s
 /// result (the listener fd with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, else 0).
 pub(crate) fn install_flags(prog: &BpfProgram, extra: libc::c_ulong) -> Result<i32, Error> {

@@ -37,7 +37,7 @@ use std::str::FromStr;
 
 pub use compile::BPF_MAX_INSNS;
 pub use fds::FilterContext;
-pub use install::install;
+pub use install::{install, install_with_listener};
 pub use json::{use_custom_filters, CustomFilters};
 pub use logmode::summary as log_summary;
 pub use report::{
@@ -46,7 +46,7 @@ pub use report::{
 pub use rule::{ArgCond, ArgRule, ErrnoRule, Ioctl, SyscallRule};
 pub use seccompiler::{sock_filter as SockFilter, BpfProgram};
 pub use supervisor::{
-    close_registration, compile as supervisor_filter, start_supervisor,
+    close_registration, compile as supervisor_filter, register_listener, start_supervisor,
     symbolic_rules as supervisor_rules, THREAD_NAME as SUPERVISOR_THREAD,
 };
 pub use syscalls::{syscall_name, syscall_number};

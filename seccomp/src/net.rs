@@ -26,6 +26,7 @@ fn rules() -> Vec<SyscallRule> {
     let mut rules = crate::common::rules(&[], io);
     rules.extend([
         epoll_wait(),
+        crate::blk::hello(),
         timerfd_settime(),
         SyscallRule::when("epoll_ctl", libc::SYS_epoll_ctl, "its own epoll instance, the TAP only: stop/resume polling it as rx buffers run out/come back",
             vec![ArgCond::fd(0, "epoll"), ArgCond::fd(2, "tap")]),

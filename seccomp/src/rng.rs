@@ -5,7 +5,7 @@
 //! fills buffers with getrandom (already in the common list) before writing its irqfd. It
 //! opens no file (no /dev/urandom) and touches no other fd.
 
-use crate::blk::{device_io, epoll_wait, DEVICE_READS, DEVICE_WRITES};
+use crate::blk::{device_io, epoll_wait, hello, DEVICE_READS, DEVICE_WRITES};
 use crate::rule::SyscallRule;
 use crate::KindSpec;
 
@@ -19,5 +19,6 @@ pub(crate) const SPEC: KindSpec = KindSpec {
 fn rules() -> Vec<SyscallRule> {
     let mut rules = crate::common::rules(&[], device_io(DEVICE_READS, DEVICE_WRITES));
     rules.push(epoll_wait());
+    rules.push(hello());
     rules
 }

@@ -85,6 +85,24 @@ pub(crate) fn hand_over(tx: &Sender<Registration>, fd: OwnedFd) -> Result<(), Er
     })
 }
 
+/// Registers the listener `fd` of a thread of another process (a device process under
+/// `--isolate devices`, which sent it to the VMM): reports name `thread`, whose id in this
+/// process's PID namespace is `tid`. Fails once registration is closed.
+pub fn register_listener(fd: OwnedFd, thread: &str, tid: u32) -> Result<(), Error> {
+    let gone = |what| Error::Supervisor {
+        what,
+        source: std::io::Error::from_raw_os_error(libc::EPIPE),
+    };
+    let tx = registrar().ok_or_else(|| gone("registering a listener (registration is closed)"))?;
+    tx.send(Registration {
+        fd,
+        thread: thread.to_string(),
+        tid,
+        kind: crate::strace::kind_of_thread(thread),
+    })
+    .map_err(|_| gone("registering a listener (it is gone)"))
+}
+
 /// Ends registration: once every thread that took a sender has sent its listener, the
 /// supervisor starts serving. Call after the last filter of the process went on.
 pub fn close_registration() {

@@ -205,7 +205,7 @@ pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
     // Every fd exists now (the test hook's too): pin each thread's filter to its own.
     built.filters = compile_filters(cfg.seccomp, &built)?;
     #[cfg(feature = "test-hooks")]
-    crate::test_hook::adjust_filters(&mut built);
+    crate::test_hook::adjust_filters(&mut built, cfg.seccomp);
     Ok(built)
 }
 

@@ -83,7 +83,9 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     let signals = event_loop::block_stop_signals()?;
     // `--seccomp log`: the supervisor that reports every forbidden call is the first thread
     // (it inherits the blocked stop signals; every later filter hands it a listener).
-    if cfg.seccomp == seccomp::Mode::Log {
+    // With `--isolate devices` it starts once the device processes are forked.
+    let log = cfg.seccomp == seccomp::Mode::Log;
+    if log && cfg.isolate != Isolate::Devices {
         seccomp::start_supervisor()?;
     }
 
@@ -111,7 +113,11 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     // set-up helpers are joined first), before any device touched guest data.
     let procs = if cfg.isolate == Isolate::Devices {
         vm.setup.join()?;
-        let procs = isolate::start(std::mem::take(&mut vm.virtio), cfg.seccomp, &ctl)?;
+        let (procs, listeners) = isolate::start(std::mem::take(&mut vm.virtio), cfg.seccomp, &ctl)?;
+        if log {
+            seccomp::start_supervisor()?;
+            isolate::register_listeners(listeners)?;
+        }
         vm.vmm_subscribers
             .push(Box::new(isolate::Reaper::new(procs.clone())));
         procs

@@ -21,7 +21,10 @@
 //!   a filter the kernel refuses, so its install fails (exit code 5).
 //! - `MICROVM_TEST_FILTER_HOLE=<thread>:<syscall>,...`: each named thread's filter allows
 //!   that system call with any arguments, ahead of its rules: the holes the outside check
-//!   (tests/outside.rs) must find.
+//!   (tests/outside.rs) must find;
+//! - `MICROVM_TEST_FILTER_DENY=<thread>:<syscall>,...`: each named thread's filter refuses
+//!   that call as a forbidden one (a call the thread does make: what `--seccomp log` must
+//!   report, from a device process too).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -106,39 +109,57 @@ fn stack_filter_if_asked() -> Result<()> {
 }
 
 /// The knobs on compiled filters; called by the builder once they are compiled.
-pub fn adjust_filters(vm: &mut Vm) {
+pub fn adjust_filters(vm: &mut Vm, mode: seccomp::Mode) {
     refuse_filter_if_asked(vm);
-    open_holes_if_asked(vm);
+    let threads: Vec<String> = vm.filters.names();
+    for thread in threads {
+        if let Some(filter) = vm.filters.get_mut(&thread) {
+            adjust_program(&thread, mode, filter);
+        }
+    }
 }
 
-/// `MICROVM_TEST_FILTER_HOLE`: three instructions in front of the thread's program (its
-/// jumps are relative, so the rest still works): load the call number, allow it if equal.
-fn open_holes_if_asked(vm: &mut Vm) {
-    let Some(list) = std::env::var_os("MICROVM_TEST_FILTER_HOLE") else {
-        return;
+/// `MICROVM_TEST_FILTER_HOLE` and `MICROVM_TEST_FILTER_DENY` on the program of `thread`
+/// (also called by a device process, which compiles its own): three instructions in front
+/// for each (the program's jumps are relative, so the rest still works): load the call
+/// number; if equal, return ALLOW (a hole) or the mode's mismatch action (a denied call).
+pub fn adjust_program(thread: &str, mode: seccomp::Mode, filter: &mut BpfProgram) {
+    let mismatch = match mode {
+        seccomp::Mode::Log => libc::SECCOMP_RET_USER_NOTIF,
+        _ => libc::SECCOMP_RET_KILL_PROCESS,
     };
-    for hole in list.to_string_lossy().split(',') {
-        let Some((thread, call)) = hole.split_once(':') else {
-            log::warn!("test hook: hole {hole:?} is not THREAD:SYSCALL");
+    for (knob, action) in [
+        ("MICROVM_TEST_FILTER_HOLE", libc::SECCOMP_RET_ALLOW),
+        ("MICROVM_TEST_FILTER_DENY", mismatch),
+    ] {
+        let Some(list) = std::env::var_os(knob) else {
             continue;
         };
-        let (Some(filter), Some(nr)) = (vm.filters.get_mut(thread), seccomp::syscall_number(call))
-        else {
-            log::warn!("test hook: no filter for {thread} or no system call {call}");
-            continue;
-        };
-        let op = |code: u32, jt, jf, k| SockFilter {
-            code: code as u16,
-            jt,
-            jf,
-            k,
-        };
-        let front = [
-            op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
-            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nr as u32),
-            op(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ];
-        filter.splice(0..0, front);
+        for item in list.to_string_lossy().split(',') {
+            let Some((who, call)) = item.split_once(':') else {
+                log::warn!("test hook: {knob} item {item:?} is not THREAD:SYSCALL");
+                continue;
+            };
+            if who != thread {
+                continue;
+            }
+            let Some(nr) = seccomp::syscall_number(call) else {
+                log::warn!("test hook: {knob}: no system call {call}");
+                continue;
+            };
+            let op = |code: u32, jt, jf, k| SockFilter {
+                code: code as u16,
+                jt,
+                jf,
+                k,
+            };
+            let front = [
+                op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+                op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nr as u32),
+                op(libc::BPF_RET | libc::BPF_K, 0, 0, action),
+            ];
+            filter.splice(0..0, front);
+        }
     }
 }
 

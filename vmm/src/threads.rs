@@ -103,6 +103,11 @@ impl Filters {
     pub fn get_mut(&mut self, thread: &str) -> Option<&mut BpfProgram> {
         self.by_thread.get_mut(thread)
     }
+
+    /// The threads that have a filter.
+    pub fn names(&self) -> Vec<String> {
+        self.by_thread.keys().cloned().collect()
+    }
 }
 
 /// A thread spawned by [`spawn_filtered`].

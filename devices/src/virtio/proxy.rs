@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use virtio_bindings::virtio_config::VIRTIO_CONFIG_S_NEEDS_RESET;
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_STATUS;
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use crate::{BusDevice, SharedBusDevice};
 
@@ -223,6 +224,38 @@ pub fn send(fd: RawFd, m: &[u8]) -> io::Result<()> {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+/// A proxy socket end, for vmm-sys-util's SCM_RIGHTS helpers.
+struct Scm(RawFd);
+
+impl ScmSocket for Scm {
+    fn socket_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Sends one message `m` carrying the fd `passed` (SCM_RIGHTS), retrying EINTR.
+pub fn send_with_fd(fd: RawFd, m: &[u8], passed: RawFd) -> io::Result<()> {
+    loop {
+        match Scm(fd).send_with_fd(m, passed) {
+            Ok(n) if n == m.len() => return Ok(()),
+            Ok(_) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Err(e) if e.errno() == libc::EINTR => {}
+            Err(e) => return Err(io::Error::from_raw_os_error(e.errno())),
+        }
+    }
+}
+
+/// [`recv`] of a message that may carry one fd (SCM_RIGHTS), which is returned owned.
+pub fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    loop {
+        match Scm(fd).recv_with_fd(buf) {
+            Ok((n, file)) => return Ok((n, file.map(OwnedFd::from))),
+            Err(e) if e.errno() == libc::EINTR => {}
+            Err(e) => return Err(io::Error::from_raw_os_error(e.errno())),
         }
     }
 }

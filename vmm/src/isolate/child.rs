@@ -9,7 +9,8 @@
 //!    uid/gid `nobody` as root (its own otherwise);
 //! 5. PR_SET_PDEATHSIG(SIGKILL) (after the uid change, which clears it), and a check
 //!    that the VMM did not die meanwhile;
-//! 6. its event loop set up (every fd registered), the filter installed, the hello sent;
+//! 6. its event loop set up (every fd registered), the filter installed, the hello sent
+//!    (under `--seccomp log` with the filter's listener, for the VMM's supervisor);
 //! 7. it serves until the VMM stops it, and exits with `_exit` (nothing of the VMM's
 //!    memory it inherited is ever dropped: those fds are closed already).
 //!
@@ -61,9 +62,17 @@ fn serve(dev: AttachedDevice, isolated: Isolated, mode: seccomp::Mode) -> Result
     let mut keep = dev.fds().process_fds();
     keep.push(dev.stop_evt.as_raw_fd());
     close_all_but(&keep).map_err(setup)?;
-    let ctx = crate::filter_fds::device_process(dev.fds());
+    let mut ctx = crate::filter_fds::device_process(dev.fds());
+    if mode == seccomp::Mode::Log {
+        ctx.add("hello", [isolated.socket.as_raw_fd()]);
+    }
     crate::filter_fds::log(&dev.name, &ctx);
-    let filter = seccomp::compile(dev.kind(), mode, &ctx).map_err(setup)?;
+    #[allow(unused_mut)] // the test hook's knobs change it in test builds
+    let mut filter = seccomp::compile(dev.kind(), mode, &ctx).map_err(setup)?;
+    #[cfg(feature = "test-hooks")]
+    if let Some(f) = filter.as_mut() {
+        crate::test_hook::adjust_program(&dev.name, mode, f);
+    }
     sandbox().map_err(setup)?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
@@ -80,10 +89,24 @@ fn serve(dev: AttachedDevice, isolated: Isolated, mode: seccomp::Mode) -> Result
     };
     let socket = server.socket.as_raw_fd();
     lp.add(Box::new(server));
-    if let Some(filter) = filter {
-        seccomp::install(&filter).map_err(|e| (Hello::FilterFailed, e.to_string()))?;
-    }
-    proxy::send(socket, &[Hello::Ready as u8]).map_err(setup)?;
+    let refused = |e: seccomp::Error| (Hello::FilterFailed, e.to_string());
+    // `--seccomp log`: the listener goes to the VMM with the hello, and stays open here
+    // until the process ends (closing it is not in the filter).
+    let _listener = match filter {
+        Some(f) if mode == seccomp::Mode::Log => {
+            let listener = seccomp::install_with_listener(&f).map_err(refused)?;
+            let hello = [Hello::Ready as u8];
+            proxy::send_with_fd(socket, &hello, listener.as_raw_fd()).map_err(setup)?;
+            Some(listener)
+        }
+        f => {
+            if let Some(f) = f {
+                seccomp::install(&f).map_err(refused)?;
+            }
+            proxy::send(socket, &[Hello::Ready as u8]).map_err(setup)?;
+            None
+        }
+    };
     lp.run();
     Ok(())
 }

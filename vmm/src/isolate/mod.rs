@@ -145,12 +145,6 @@ pub fn check_config(cfg: &crate::VmConfig) -> Result<()> {
     if cfg.isolate != crate::Isolate::Devices {
         return Ok(());
     }
-    if cfg.seccomp == seccomp::Mode::Log {
-        return Err(Error::IsolateWith {
-            option: "--seccomp log",
-            why: "its supervisor thread would exist before the device processes are forked",
-        });
-    }
     if cfg.jail.is_some() {
         return Err(Error::IsolateWith {
             option: "--jail",
@@ -172,15 +166,24 @@ fn check_single_threaded() -> Result<()> {
     }
 }
 
+/// A device process's seccomp listener (`--seccomp log`), sent with its hello, for the
+/// VMM's supervisor ([`register_listeners`]).
+pub struct Listener {
+    name: String,
+    pid: u32,
+    fd: OwnedFd,
+}
+
 /// Forks a process for every device of `devices` (each with an `isolated` part), waits
-/// until each has its filter on and serves, and returns them. Call while the calling
-/// thread is the only one. A device whose filter could not go on is reported through
-/// `ctl` (the guest then does not run), as for a device thread.
+/// until each has its filter on and serves, and returns them with the listeners they sent
+/// (`--seccomp log`). Call while the calling thread is the only one. A device whose filter
+/// could not go on is reported through `ctl` (the guest then does not run), as for a
+/// device thread.
 pub fn start(
     devices: Vec<AttachedDevice>,
     mode: seccomp::Mode,
     ctl: &VmControl,
-) -> Result<Arc<Vec<DeviceProcess>>> {
+) -> Result<(Arc<Vec<DeviceProcess>>, Vec<Listener>)> {
     check_single_threaded()?;
     let mut procs = Vec::with_capacity(devices.len());
     let mut hello_fds = Vec::with_capacity(devices.len());
@@ -188,11 +191,24 @@ pub fn start(
         hello_fds.push(dev.fds().proxy_vmm);
         procs.push(fork_one(dev, mode)?);
     }
+    let mut listeners = Vec::new();
     for (p, fd) in procs.iter().zip(hello_fds) {
         let fd = fd.ok_or_else(|| not_isolated(&p.name))?;
-        wait_ready(p, fd, ctl)?;
+        if let Some(fd) = wait_ready(p, fd, ctl)? {
+            let (name, pid) = (p.name.clone(), p.pid as u32);
+            listeners.push(Listener { name, pid, fd });
+        }
     }
-    Ok(Arc::new(procs))
+    Ok((Arc::new(procs), listeners))
+}
+
+/// Hands each device process's listener to the supervisor (`--seccomp log`: started once
+/// the processes are forked, so that they are forked from a single thread).
+pub fn register_listeners(listeners: Vec<Listener>) -> Result<()> {
+    for l in listeners {
+        seccomp::register_listener(l.fd, &l.name, l.pid)?;
+    }
+    Ok(())
 }
 
 fn not_isolated(name: &str) -> Error {
@@ -254,10 +270,11 @@ fn fork_one(mut dev: AttachedDevice, mode: seccomp::Mode) -> Result<DeviceProces
     })
 }
 
-/// Waits for the hello of `p` on the VMM end `fd` of its proxy socket.
-fn wait_ready(p: &DeviceProcess, fd: RawFd, ctl: &VmControl) -> Result<()> {
+/// Waits for the hello of `p` on the VMM end `fd` of its proxy socket; returns the
+/// listener it carries under `--seccomp log`.
+fn wait_ready(p: &DeviceProcess, fd: RawFd, ctl: &VmControl) -> Result<Option<OwnedFd>> {
     let mut buf = [0u8; HELLO_MAX];
-    let n = proxy::recv(fd, &mut buf).map_err(|source| Error::Host {
+    let (n, listener) = proxy::recv_with_fd(fd, &mut buf).map_err(|source| Error::Host {
         what: "waiting for a device process",
         source,
     })?;
@@ -271,13 +288,13 @@ fn wait_ready(p: &DeviceProcess, fd: RawFd, ctl: &VmControl) -> Result<()> {
             let ended = p.reap(true).map_or("?".into(), |e| e.to_string());
             Err(fail(format!("ended before it served ({ended})")))
         }
-        b if b == Hello::Ready as u8 && n == 1 => Ok(()),
+        b if b == Hello::Ready as u8 && n == 1 => Ok(listener),
         b if b == Hello::FilterFailed as u8 => {
             ctl.fail(VmExit::FilterInstall {
                 thread: p.name.clone(),
                 detail: text,
             });
-            Ok(())
+            Ok(None)
         }
         b if b == Hello::SetupFailed as u8 => Err(fail(text)),
         _ => Err(fail("sent a bad hello".into())),
