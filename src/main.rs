@@ -107,7 +107,7 @@ struct Cli {
     /// own namespaces with an empty root, no capabilities and its own seccomp filter,
     /// sharing only guest RAM, its disk or TAP and its eventfds with the VMM; a device
     /// process that dies leaves its device in DEVICE_NEEDS_RESET and the VM running. Not
-    /// with --seccomp log or --jail.
+    /// with --jail.
     #[arg(long, value_name = "threads|devices", default_value = "threads")]
     isolate: vmm::Isolate,
 
@@ -121,6 +121,8 @@ struct JailArgs {
     /// Run the whole VMM in a jail once its files and /dev/kvm are open: new mount, PID,
     /// IPC, UTS and network namespaces (and a user namespace for an unprivileged caller),
     /// an empty read-only root with only /proc, another uid/gid, no capabilities, rlimits.
+    /// Where an unprivileged caller may not make a user namespace: Landlock instead (no
+    /// file by path but /proc/self, no TCP), with a warning.
     #[arg(long)]
     jail: bool,
 

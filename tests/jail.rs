@@ -191,8 +191,20 @@ fn bin() -> &'static str {
 
 #[test]
 fn as_root_the_vmm_runs_as_nobody_with_nothing_but_proc() {
-    let (jailed, run) = jailed_while_waiting(&format!("exec {} --jail {WAIT_ARGS}", bin()));
+    let (jailed, run) = jailed_while_waiting(&format!(
+        "MICROVM_TEST_JAIL_PROBE={PROBES} exec {} --jail {WAIT_ARGS}",
+        bin()
+    ));
     run.assert_pass();
+    assert_eq!(
+        probe(&run, "/etc/passwd"),
+        "No such file or directory (os error 2)"
+    );
+    assert_eq!(probe(&run, "/proc/self/status"), "allowed");
+    assert_eq!(
+        probe(&run, "tcp:127.0.0.1:9"),
+        "Network is unreachable (os error 101)"
+    );
     assert!(run.stdout.contains("got input 0x78"), "{}", run.describe());
     jailed.assert_jailed(65534, 65534);
     assert!(
@@ -253,6 +265,69 @@ fn unprivileged_the_vmm_is_jailed_in_a_user_namespace() {
     assert!(
         jailed.new_namespaces.contains(&"user"),
         "an unprivileged jail needs a user namespace: {jailed:#?}"
+    );
+}
+
+/// As [`unprivileged_script`], but chrooted into a bind mount of `/`: the kernel refuses
+/// a user namespace to a chrooted process (EPERM), as a host with user namespaces off
+/// would, so `--jail` falls back to Landlock. `probe` goes to the test hook's
+/// `MICROVM_TEST_JAIL_PROBE`.
+fn chrooted_unprivileged_script(probe: &str, args: &str) -> String {
+    format!(
+        "set -e; mount -t tmpfs -o mode=0755 none /dev; \
+         mknod -m 0660 /dev/kvm c 10 232; chgrp 4242 /dev/kvm; \
+         root=$(mktemp -d); mount --rbind / \"$root\"; \
+         MICROVM_TEST_JAIL_PROBE={probe} exec chroot \"$root\" \
+         setpriv --reuid=65534 --regid=65534 --groups=4242 {} {args}",
+        bin()
+    )
+}
+
+/// What a jailed VMM reaches: a file by path, /proc/self, and TCP (in the test's own
+/// network namespace, where nothing listens and loopback is down).
+const PROBES: &str = "/etc/passwd,/proc/self/status,tcp:127.0.0.1:9";
+
+fn probe<'a>(run: &'a Run, what: &str) -> &'a str {
+    let prefix = format!("microvm: test hook: probe {what}: ");
+    run.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no probe of {what}:\n{}", run.describe()))
+}
+
+#[test]
+fn without_user_namespaces_the_jail_is_landlock() {
+    let run = run_in_mount_namespace(&format!(
+        "exec unshare --net sh -c '{}'",
+        chrooted_unprivileged_script(PROBES, "--jail --seccomp true")
+    ));
+    run.assert_pass();
+    assert!(
+        run.stderr
+            .contains("no user namespace here (unshare: Operation not permitted")
+            && run.stderr.contains("confined by Landlock instead"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        probe(&run, "/etc/passwd"),
+        "Permission denied (os error 13)"
+    );
+    assert_eq!(
+        probe(&run, "tcp:127.0.0.1:9"),
+        "Permission denied (os error 13)"
+    );
+    assert_eq!(probe(&run, "/proc/self/status"), "allowed");
+    // The same caller without --jail reaches the file, and TCP gets as far as routing.
+    let free = run_in_mount_namespace(&format!(
+        "exec unshare --net sh -c '{}'",
+        chrooted_unprivileged_script(PROBES, "--seccomp true")
+    ));
+    free.assert_pass();
+    assert_eq!(probe(&free, "/etc/passwd"), "allowed");
+    assert_eq!(
+        probe(&free, "tcp:127.0.0.1:9"),
+        "Network is unreachable (os error 101)"
     );
 }
 
@@ -383,4 +458,25 @@ fn disks_opened_before_the_jail_are_served_inside_it() {
     ] {
         assert!(run.stdout.contains(line), "{line}:\n{}", run.describe());
     }
+}
+
+#[test]
+fn under_seccomp_log_the_jailed_vmm_reports_a_violation_and_runs_on() {
+    let mut cmd = microvm();
+    cmd.args(["--jail", "--seccomp", "log", "--rng", "on"])
+        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=virtio"])
+        .env("MICROVM_TEST_FILTER_DENY", "virtio-rng0:getrandom");
+    let run = wait_with_timeout(cmd.spawn().expect("spawn microvm"), BOOT_TIMEOUT);
+    run.assert_pass();
+    let reports: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("allowed by --seccomp log"))
+        .collect();
+    assert!(
+        matches!(reports[..], [r] if r.starts_with("microvm: seccomp: thread virtio-rng0 (kind rng)")
+            && r.contains("getrandom")),
+        "one report, from the rng thread inside the jail:\n{}",
+        run.describe()
+    );
 }

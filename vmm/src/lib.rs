@@ -81,19 +81,18 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
         source: std::io::Error::from_raw_os_error(e.errno()),
     })?;
     let signals = event_loop::block_stop_signals()?;
-    // `--seccomp log`: the supervisor that reports every forbidden call is the first thread
-    // (it inherits the blocked stop signals; every later filter hands it a listener).
-    // With `--isolate devices` it starts once the device processes are forked.
-    let log = cfg.seccomp == seccomp::Mode::Log;
-    if log && cfg.isolate != Isolate::Devices {
-        seccomp::start_supervisor()?;
-    }
-
     // The host's files and /dev/kvm are opened first; `--jail` then takes everything else
     // away (returning only in the jailed child) before any guest data is read.
     let inputs = builder::open_inputs(cfg)?;
     if let Some(jail_cfg) = &cfg.jail {
         jail::enter(jail_cfg)?;
+    }
+    // `--seccomp log`: the supervisor that reports every forbidden call is the first thread
+    // (it inherits the blocked stop signals and the jail; every later filter hands it a
+    // listener). With `--isolate devices` it starts once the device processes are forked.
+    let log = cfg.seccomp == seccomp::Mode::Log;
+    if log && cfg.isolate != Isolate::Devices {
+        seccomp::start_supervisor()?;
     }
     // Every filter is compiled here, before any thread runs guest code.
     let mut vm = builder::build(cfg, inputs)?;

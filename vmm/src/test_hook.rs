@@ -25,6 +25,9 @@
 //! - `MICROVM_TEST_FILTER_DENY=<thread>:<syscall>,...`: each named thread's filter refuses
 //!   that call as a forbidden one (a call the thread does make: what `--seccomp log` must
 //!   report, from a device process too).
+//! - `MICROVM_TEST_JAIL_PROBE=<path>|tcp:<addr>,...`: once the VM is built (inside the
+//!   jail, before any filter), the `vmm` thread opens each path for reading or connects to
+//!   each address, and prints what happened: what `--jail` lets a taken-over VMM reach.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -61,6 +64,7 @@ struct State {
 
 /// Adds the hook device, its `vmm`-side and device-side subscribers, and applies the knobs.
 pub fn register(mut vm: Vm) -> Result<Vm> {
+    probe_if_asked();
     stack_filter_if_asked()?;
     let host = |what: &'static str| move |source: std::io::Error| Error::Host { what, source };
     let state = Arc::new(State {
@@ -93,6 +97,22 @@ pub fn register(mut vm: Vm) -> Result<Vm> {
         }));
     }
     Ok(vm)
+}
+
+fn probe_if_asked() {
+    let Some(list) = std::env::var_os("MICROVM_TEST_JAIL_PROBE") else {
+        return;
+    };
+    for what in list.to_string_lossy().split(',') {
+        let tried = match what.strip_prefix("tcp:") {
+            Some(addr) => std::net::TcpStream::connect(addr).map(drop),
+            None => std::fs::File::open(what).map(drop),
+        };
+        match tried {
+            Ok(()) => eprintln!("microvm: test hook: probe {what}: allowed"),
+            Err(e) => eprintln!("microvm: test hook: probe {what}: {e}"),
+        }
+    }
 }
 
 fn stack_filter_if_asked() -> Result<()> {

@@ -17,12 +17,18 @@
 //! 6. RLIMIT_NOFILE, RLIMIT_NPROC (if asked) and RLIMIT_CORE = 0;
 //! 7. no new privileges, the capability bounding and ambient sets emptied, groups, gid and
 //!    uid set, every capability dropped.
+//!
+//! An unprivileged caller on a host that refuses user namespaces gets no namespace at
+//! all: steps 2-5 are replaced by a Landlock domain ([`landlocked`]), step 7 keeps the
+//! caller's uid.
 
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::config::JailConfig;
+
+mod landlocked;
 
 /// uid and gid of `nobody`, the default identity of a jail entered as root.
 pub const NOBODY: u32 = 65534;
@@ -47,6 +53,29 @@ pub enum JailError {
         /// What unshare(CLONE_NEWUSER) said.
         #[source]
         source: io::Error,
+    },
+    /// Neither a user namespace nor Landlock is available to an unprivileged caller.
+    #[error("{userns}; Landlock, the jail without namespaces, is not available either (kernel without CONFIG_SECURITY_LANDLOCK, or `landlock` missing from the lsm= boot parameter)")]
+    NoConfinement {
+        /// Why no user namespace could be made.
+        #[source]
+        userns: Box<JailError>,
+    },
+    /// The Landlock domain could not be built or entered.
+    #[error("jail: Landlock: {source}")]
+    Landlock {
+        /// What the landlock crate said.
+        #[source]
+        source: landlock::RulesetError,
+    },
+    /// A hierarchy the Landlock domain allows could not be opened.
+    #[error("jail: Landlock: opening {path}: {source}")]
+    LandlockPath {
+        /// The path, e.g. "/proc/self".
+        path: &'static str,
+        /// What the landlock crate said.
+        #[source]
+        source: landlock::PathFdError,
     },
     /// An unprivileged caller asked for an identity it cannot map.
     #[error("jail: an unprivileged caller can only run as itself: --jail-{what} {asked} is not its own {what} {own}")]
@@ -103,7 +132,11 @@ pub fn enter(cfg: &JailConfig) -> Result<()> {
         join_cgroup(dir, cfg)?;
     }
     if !ids.privileged {
-        enter_user_namespace(ids)?;
+        match enter_user_namespace(ids) {
+            Ok(()) => {}
+            Err(e @ JailError::NoUserNamespace { .. }) => return enter_landlocked(cfg, e),
+            Err(e) => return Err(e),
+        }
     }
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
@@ -126,6 +159,32 @@ pub fn enter(cfg: &JailConfig) -> Result<()> {
     // The limits while CAP_SYS_RESOURCE may still raise a hard limit.
     set_rlimits(cfg)?;
     drop_privileges(ids)
+}
+
+/// The jail of an unprivileged caller refused a user namespace (`userns` says why): a
+/// Landlock domain, the rlimits, no new privileges and no capability; the uid stays the
+/// caller's, and the process is not forked.
+fn enter_landlocked(cfg: &JailConfig, userns: JailError) -> Result<()> {
+    let why = match &userns {
+        JailError::NoUserNamespace { max, source } => {
+            format!("{source}; user.max_user_namespaces = {max}")
+        }
+        other => other.to_string(),
+    };
+    let enforced = landlocked::restrict(userns)?;
+    log::warn!(
+        "jail: no user namespace here (unshare: {why}), so no namespace at all: confined by \
+         Landlock instead{}: no file by path but /proc/self (read), no TCP, no signal or \
+         abstract socket outside microvm",
+        if enforced == landlocked::Enforced::Partly {
+            " (this kernel's older Landlock ABI: part of it)"
+        } else {
+            ""
+        }
+    );
+    set_rlimits(cfg)?;
+    no_new_privileges()?;
+    clear_capabilities()
 }
 
 /// The uid/gid to run as, checked against what the caller can map.
@@ -329,13 +388,7 @@ fn set_hostname() {
 /// No new privileges, empty bounding and ambient capability sets, the jail's groups, gid
 /// and uid, and no capability at all.
 pub(crate) fn drop_privileges(ids: Ids) -> Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    check(rc, "PR_SET_NO_NEW_PRIVS")?;
-    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL;
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) };
-    check(rc, "clearing the ambient capabilities")?;
+    no_new_privileges()?;
     drop_bounding_set()?;
     if ids.privileged {
         // SAFETY: an empty group list; the pointer is not read.
@@ -348,6 +401,17 @@ pub(crate) fn drop_privileges(ids: Ids) -> Result<()> {
     let rc = unsafe { libc::setresuid(ids.uid, ids.uid, ids.uid) };
     check(rc, "setresuid to the jail's uid")?;
     clear_capabilities()
+}
+
+/// No new privileges (execve can never gain any) and an empty ambient set.
+fn no_new_privileges() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(rc, "PR_SET_NO_NEW_PRIVS")?;
+    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL;
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) };
+    check(rc, "clearing the ambient capabilities").map(drop)
 }
 
 /// Drops every capability from the bounding set, up to the last one the kernel knows.
