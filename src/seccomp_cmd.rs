@@ -14,7 +14,7 @@ pub enum SeccompCommand {
     /// names, argument conditions, BPF size and the instructions its hot calls cost.
     Print {
         /// Only this thread kind (vmm, vcpu, ...; `seccomp-log`: the `--seccomp log`
-        /// supervisor's filter, table format only).
+        /// supervisor's filter, `jail-waiter`: the `--jail` waiter's; table format only).
         #[arg(long, value_name = "KIND")]
         thread: Option<String>,
         /// table (for people), json (seccompiler's format, for --seccomp-filter) or markdown
@@ -69,12 +69,12 @@ fn execute(cmd: SeccompCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SeccompCommand::Check => check(),
         SeccompCommand::Print { thread, format } => {
-            let supervisor = matches!(format, Format::Table)
-                && thread
-                    .as_deref()
-                    .is_none_or(|t| t == seccomp::SUPERVISOR_THREAD);
+            let table = matches!(format, Format::Table);
+            let only = |name: &str| table && thread.as_deref().is_none_or(|t| t == name);
+            let supervisor = only(seccomp::SUPERVISOR_THREAD);
+            let waiter = only(seccomp::waiter::THREAD_NAME);
             let kinds: Vec<ThreadKind> = match thread {
-                _ if supervisor && thread.is_some() => Vec::new(),
+                _ if (supervisor || waiter) && thread.is_some() => Vec::new(),
                 None => ThreadKind::all().to_vec(),
                 Some(name) => {
                     let kind = ThreadKind::all()
@@ -93,6 +93,7 @@ fn execute(cmd: SeccompCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|k| seccomp::docs::table(*k))
                     .chain(supervisor.then(seccomp::docs::supervisor_table))
+                    .chain(waiter.then(seccomp::docs::waiter_table))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 Format::Json => {

@@ -169,7 +169,13 @@ fn jailed_while_waiting(script: &str) -> (Jailed, Run) {
     let jailed = inspect(jailed_child(child.id()));
     let waiter = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .expect("the waiter's status");
-    for field in ["CapEff:\t0000000000000000", "NoNewPrivs:\t1"] {
+    for field in [
+        "Name:\tjail-waiter",
+        "CapEff:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+        "Seccomp_filters:\t1",
+    ] {
         assert!(waiter.contains(field), "the waiter: {field}:\n{waiter}");
     }
     let uid = jailed.field("Uid:").to_string();

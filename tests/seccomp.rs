@@ -106,7 +106,8 @@ fn print_lists_every_kind_with_counts() {
 }
 
 /// The compiled programs, as `print` inspects them: no log-mode filter (nor the
-/// supervisor's) decides anything by instruction pointer, so nothing bypasses the report.
+/// supervisor's, nor the jail waiter's) decides anything by instruction pointer, so nothing
+/// bypasses the report.
 #[test]
 fn print_shows_no_log_filter_reads_the_instruction_pointer() {
     let out = run(&["seccomp", "print"]);
@@ -115,7 +116,7 @@ fn print_shows_no_log_filter_reads_the_instruction_pointer() {
     let kinds = vmm::seccomp::ThreadKind::all().len();
     assert_eq!(
         out.stdout.matches(clean).count(),
-        kinds + 1,
+        kinds + 2,
         "{}",
         out.describe()
     );
@@ -132,6 +133,15 @@ fn print_shows_no_log_filter_reads_the_instruction_pointer() {
         sup.stdout.contains("SECCOMP_IOCTL_NOTIF_SEND"),
         "{}",
         sup.describe()
+    );
+    let waiter = run(&["seccomp", "print", "--thread", "jail-waiter"]);
+    assert_eq!(waiter.code(), 0, "{}", waiter.describe());
+    assert!(
+        waiter.stdout.starts_with("thread jail-waiter (--jail only")
+            && waiter.stdout.contains("pidfd_send_signal")
+            && !waiter.stdout.contains("seccomp-log"),
+        "{}",
+        waiter.describe()
     );
     assert!(
         sup.stdout.contains("never USER_NOTIF"),

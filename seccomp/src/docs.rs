@@ -326,22 +326,44 @@ fn ip_text(prog: Option<crate::BpfProgram>) -> &'static str {
 /// The `seccomp-log` supervisor's filter as `microvm seccomp print` shows it (it exists only
 /// under `--seccomp log`; its fds are known only at run time, so the count uses an example).
 pub fn supervisor_table() -> String {
-    let rules = crate::supervisor::symbolic_rules();
-    let prog = crate::supervisor::compile(3).ok();
+    process_table(
+        crate::supervisor::THREAD_NAME,
+        "--seccomp log only",
+        &crate::supervisor::symbolic_rules(),
+        crate::supervisor::compile(3).ok(),
+        "SIGSYS -> one report line, the call fails with ENOSYS (never USER_NOTIF: it must not notify itself",
+    )
+}
+
+/// The jail waiter's filter as `microvm seccomp print` shows it (it exists only under
+/// `--jail`, namespace variant; the count uses an example pidfd).
+pub fn waiter_table() -> String {
+    process_table(
+        crate::waiter::THREAD_NAME,
+        "--jail only: the process that waits for the jailed VMM",
+        &crate::waiter::symbolic_rules(),
+        crate::waiter::compile(3, Mode::Kill).ok().flatten(),
+        "SIGSYS -> one report line, exit 148 (true); runs, logged by the kernel (log: SECCOMP_RET_LOG, no supervisor here",
+    )
+}
+
+/// A filter that is not a thread kind's: header, rules, what anything else gets.
+fn process_table(
+    name: &str,
+    when: &str,
+    rules: &[SyscallRule],
+    prog: Option<crate::BpfProgram>,
+    otherwise: &str,
+) -> String {
     let len = prog
         .as_ref()
         .map_or("(does not compile)".into(), |p| p.len().to_string());
     let mut out = format!(
-        "thread {} (--seccomp log only): {} allowed system calls; BPF {len} instructions\n",
-        crate::supervisor::THREAD_NAME,
+        "thread {name} ({when}): {} allowed system calls; BPF {len} instructions\n",
         rules.len(),
     );
-    write_rules(&mut out, &rules, false);
-    let _ = writeln!(
-        out,
-        "  anything else: SIGSYS -> one report line, the call fails with ENOSYS (never USER_NOTIF: it must not notify itself; {})",
-        ip_text(prog)
-    );
+    write_rules(&mut out, rules, false);
+    let _ = writeln!(out, "  anything else: {otherwise}; {})", ip_text(prog));
     out
 }
 
@@ -381,18 +403,29 @@ pub fn markdown() -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        for rule in printable_rules(*kind) {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} |",
-                rule.name,
-                rule.nr,
-                args_text(&rule).replace('|', "\\|"),
-                reason_text(&rule).replace('|', "\\|")
-            );
-        }
+        markdown_rows(&mut out, &printable_rules(*kind));
     }
+    let _ = writeln!(
+        out,
+        "\n### The `{}` process (`--jail`)\n\nNot a thread kind: the parent left outside the jail's PID namespace, filtered after the fork. Anything else traps (`true`) or runs and is logged by the kernel (`log`).\n\n| system call | nr | arguments | why |\n|---|---|---|---|",
+        crate::waiter::THREAD_NAME
+    );
+    markdown_rows(&mut out, &crate::waiter::symbolic_rules());
     out
+}
+
+/// One Markdown table row per rule: name, number, arguments, reason.
+fn markdown_rows(out: &mut String, rules: &[SyscallRule]) {
+    for rule in rules {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            rule.name,
+            rule.nr,
+            args_text(rule).replace('|', "\\|"),
+            reason_text(rule).replace('|', "\\|")
+        );
+    }
 }
 
 /// `text` (docs/seccomp.md) with its generated section replaced by [`markdown`]; `None` if

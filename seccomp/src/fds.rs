@@ -49,6 +49,7 @@ pub const ROLES: &[(&str, &str)] = &[
     ("window", "this device process's MMIO-window eventfds: the state eventfd trigger and the trapped-QueueNotify clones (--isolate devices; no fd for a device thread)"),
     ("proxy:virtio", "every isolated device's proxy socket, VMM end: a vCPU forwards register accesses (--isolate devices)"),
     ("hello", "--isolate devices under --seccomp log: this device process's proxy socket, for the one hello that hands the VMM its seccomp listener (SCM_RIGHTS); no fd otherwise"),
+    ("pidfd:jailed", "the jail's waiter: its pidfd of the jailed VMM (waitid, pidfd_send_signal; --jail only)"),
     ("pidfd:virtio", "every device process's pidfd: the vmm thread reaps and stops them (--isolate devices)"),
     ("hook", "test builds only: the test hook device's wake eventfds (vCPU writes, vmm and device threads read); no fd otherwise"),
 ];

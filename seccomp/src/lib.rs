@@ -31,6 +31,7 @@ mod supervisor;
 mod syscalls;
 mod vcpu;
 mod vmm;
+pub mod waiter;
 
 use std::fmt;
 use std::str::FromStr;

@@ -454,3 +454,4 @@ fn kinds_have_names_and_codes() {
 
 mod pins;
 mod supervisor;
+mod waiter;

@@ -85,7 +85,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     // away (returning only in the jailed child) before any guest data is read.
     let inputs = builder::open_inputs(cfg)?;
     if let Some(jail_cfg) = &cfg.jail {
-        jail::enter(jail_cfg)?;
+        jail::enter(jail_cfg, cfg.seccomp)?;
     }
     // `--seccomp log`: the supervisor that reports every forbidden call is the first thread
     // (it inherits the blocked stop signals and the jail; every later filter hands it a

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use crate::config::JailConfig;
 
 mod landlocked;
+mod waiter;
 
 /// uid and gid of `nobody`, the default identity of a jail entered as root.
 pub const NOBODY: u32 = 65534;
@@ -123,10 +124,10 @@ impl Ids {
     }
 }
 
-/// Enters the jail described by `cfg`. Returns in the jailed child only; the parent waits
-/// for it and exits the process with its status (see [`wait_and_exit`]). Must be called
-/// while the process has a single thread.
-pub fn enter(cfg: &JailConfig) -> Result<()> {
+/// Enters the jail described by `cfg`. Returns in the jailed VMM only; the parent waits for
+/// it under its own filter (of `mode`) and exits the process with its status (see
+/// [`waiter::wait_and_exit`]). Must be called while the process has a single thread.
+pub fn enter(cfg: &JailConfig, mode: seccomp::Mode) -> Result<()> {
     let ids = resolve_ids(cfg)?;
     if let Some(dir) = &cfg.cgroup {
         join_cgroup(dir, cfg)?;
@@ -149,7 +150,7 @@ pub fn enter(cfg: &JailConfig) -> Result<()> {
     // state is consistent; it returns into ordinary Rust code.
     let pid = check(unsafe { libc::fork() }, "fork into the new PID namespace")?;
     if pid > 0 {
-        wait_and_exit(pid, ids);
+        waiter::wait_and_exit(pid, ids, mode);
     }
     // SAFETY: PR_SET_PDEATHSIG takes a signal number; the VMM dies with its waiter.
     let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
@@ -279,64 +280,6 @@ pub(crate) fn enter_user_namespace(ids: Ids) -> Result<()> {
         format!("{0} {0} 1\n", ids.gid),
         "writing /proc/self/gid_map",
     )
-}
-
-/// The parent's whole remaining life: forwards the stop signals to the jailed VMM and
-/// exits with its exit code (128 + signal if a signal killed it). It keeps no fd above
-/// stderr, runs as the jail's uid/gid without capabilities (the same uid may still signal
-/// the VMM) and never touches guest data.
-fn wait_and_exit(child: libc::pid_t, ids: Ids) -> ! {
-    // SAFETY: the parent never returns into code that uses the fds it closes: it only
-    // waits below and then exits the process.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    if let Err(e) = drop_privileges(ids) {
-        // Best effort: the VMM runs already; the waiter still only waits.
-        log::warn!("the jail's waiter keeps its privileges: {e}");
-    }
-    let set = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD]);
-    // SAFETY: valid set pointer; the old mask is not needed. The stop signals are already
-    // blocked (event_loop::block_stop_signals); SIGCHLD joins them so that it is waited for.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out-pointer; `child` is this process's child.
-        let rc = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
-        if rc == child {
-            std::process::exit(exit_code(status));
-        }
-        if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            std::process::exit(crate::exit::EXIT_ERROR);
-        }
-        // SAFETY: valid set pointer; no siginfo is requested.
-        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
-        if sig > 0 && sig != libc::SIGCHLD {
-            // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(child, sig) };
-        }
-    }
-}
-
-/// The shell's convention: the exit code, or 128 + the signal that killed the process.
-fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        crate::exit::EXIT_ERROR
-    }
-}
-
-fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
-    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe { libc::sigemptyset(&mut set) };
-    for &s in signals {
-        // SAFETY: `set` is initialised; `s` is a valid signal number.
-        unsafe { libc::sigaddset(&mut set, s) };
-    }
-    set
 }
 
 /// Where the jail's tmpfs is mounted before it becomes the root (in the private mount
@@ -537,13 +480,6 @@ pub(crate) fn check(rc: libc::c_int, step: &'static str) -> Result<libc::c_int> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_shell() {
-        assert_eq!(exit_code(0), 0);
-        assert_eq!(exit_code(3 << 8), 3);
-        assert_eq!(exit_code(libc::SIGKILL), 128 + libc::SIGKILL);
-    }
 
     #[test]
     fn an_unprivileged_caller_keeps_its_own_ids() {
