@@ -106,8 +106,7 @@ struct Cli {
     /// process each (named like the device), forked before it touches guest data, in its
     /// own namespaces with an empty root, no capabilities and its own seccomp filter,
     /// sharing only guest RAM, its disk or TAP and its eventfds with the VMM; a device
-    /// process that dies leaves its device in DEVICE_NEEDS_RESET and the VM running. Not
-    /// with --jail.
+    /// process that dies leaves its device in DEVICE_NEEDS_RESET and the VM running.
     #[arg(long, value_name = "threads|devices", default_value = "threads")]
     isolate: vmm::Isolate,
 

@@ -395,15 +395,45 @@ fn log_mode_reports_a_device_process_violation_and_lets_it_run() {
     assert!(r.stdout.contains("rng"), "{}", r.describe());
 }
 
+/// `--jail` and `--isolate devices` together: the jailed VMM (the waiter's one child, as
+/// nobody, without capabilities) forks its device processes, and each still builds its
+/// own sandbox inside the jail: a user namespace of its own and new mount, network, IPC
+/// and UTS namespaces besides the jail's, an empty root, one filter.
 #[test]
-fn combinations_it_does_not_support_are_one_line_errors() {
-    let r = run(&["--isolate", "devices", "--jail"]);
-    assert_eq!(r.code(), 1, "{}", r.describe());
-    let line = r.error_line();
-    assert!(
-        line.contains("--isolate devices cannot be combined with") && line.contains("--jail"),
-        "{line}"
-    );
+fn inside_the_jail_each_device_process_builds_its_own_sandbox() {
+    let dir = scratch("isolate-jail");
+    let _guard = DirGuard(dir.clone());
+    let disk = image(&dir, "j.img", b"J");
+    let d = format!("path={disk}");
+    let mut cmd = microvm();
+    cmd.args(["--kernel", TINY_BZIMAGE, "--isolate", "devices", "--jail"])
+        .args(["--disk", &d, "--rng", "on"])
+        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"]);
+    let w = start_waiting(cmd);
+    let jailed = match children(w.child.id())[..] {
+        [(pid, _)] => pid,
+        ref other => panic!("the waiter has children {other:?}, not one jailed VMM"),
+    };
+    let kids = children(jailed);
+    let names: Vec<&str> = kids.iter().map(|k| k.1.as_str()).collect();
+    assert_eq!(names, ["virtio-blk0", "virtio-rng0"], "{kids:?}");
+    for (c, name) in &kids {
+        let field = |f| status_field(*c, f);
+        assert_eq!(field("Seccomp_filters:"), "1", "{name}");
+        assert_eq!(field("CapEff:"), "0000000000000000", "{name}");
+        for space in ["user", "mnt", "net", "ipc", "uts"] {
+            assert_ne!(ns_of(*c, space), ns_of(jailed, space), "{name}: {space}");
+        }
+        let root = std::fs::read_dir(format!("/proc/{c}/root")).map(|d| d.count());
+        assert_eq!(root.ok(), Some(0), "{name}'s root is not empty");
+    }
+    let r = w.finish();
+    assert!(r.stdout.contains("tiny: PASS"), "{}", r.describe());
+    assert_eq!(r.code(), 0, "{}", r.describe());
+}
+
+#[test]
+fn an_unknown_isolation_is_a_usage_error() {
     let r = run(&["--isolate", "processes"]);
     assert_eq!(r.code(), 2, "{}", r.describe());
     assert!(

@@ -324,6 +324,17 @@ fn without_user_namespaces_the_jail_is_landlock() {
         "Permission denied (os error 13)"
     );
     assert_eq!(probe(&run, "/proc/self/status"), "allowed");
+    // Device processes forked inside it fall back to the same domain.
+    let isolated = run_in_mount_namespace(&chrooted_unprivileged_script(
+        "/etc/passwd",
+        "--jail --isolate devices --rng on --cmdline 'console=ttyS0 reboot=k tiny.test=virtio'",
+    ));
+    isolated.assert_pass();
+    assert!(
+        isolated.stdout.contains("rng0: 32 bytes"),
+        "{}",
+        isolated.describe()
+    );
     // The same caller without --jail reaches the file, and TCP gets as far as routing.
     let free = run_in_mount_namespace(&format!(
         "exec unshare --net sh -c '{}'",

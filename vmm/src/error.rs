@@ -141,14 +141,6 @@ pub enum Error {
         #[source]
         source: event_manager::Error,
     },
-    /// `--isolate devices` with an option it does not combine with.
-    #[error("--isolate devices cannot be combined with {option}: {why}")]
-    IsolateWith {
-        /// The option, e.g. "--seccomp log".
-        option: &'static str,
-        /// Why not.
-        why: &'static str,
-    },
     /// A device process (`--isolate devices`) could not be started.
     #[error("{device}: device process: {detail}")]
     DeviceProcess {

@@ -68,7 +68,6 @@ pub fn set_thread_name(name: &str) {
 /// Builds and runs the VM on the calling thread, which becomes the `vmm` thread.
 /// Returns why the VM stopped; the caller maps it to an exit code.
 pub fn run(cfg: &VmConfig) -> Result<VmExit> {
-    isolate::check_config(cfg)?;
     set_thread_name("vmm");
     // Process-wide set-up, before any thread exists so that every thread inherits it.
     seccomp::install_violation_reporter(cfg.seccomp)?;

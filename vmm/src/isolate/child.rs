@@ -141,7 +141,11 @@ fn close_range(first: u32, last: u32) -> std::io::Result<()> {
 fn sandbox() -> Result<(), JailError> {
     let ids = Ids::default_for_caller()?;
     if !ids.privileged {
-        jail::enter_user_namespace(ids)?;
+        match jail::enter_user_namespace(ids) {
+            Ok(()) => {}
+            Err(e @ JailError::NoUserNamespace { .. }) => return jail::landlock_device_process(e),
+            Err(e) => return Err(e),
+        }
     }
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID

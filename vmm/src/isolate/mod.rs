@@ -140,20 +140,6 @@ fn wait_pidfd(pidfd: RawFd, block: bool) -> Option<Ended> {
     })
 }
 
-/// Refuses what `--isolate devices` does not combine with, in one line each.
-pub fn check_config(cfg: &crate::VmConfig) -> Result<()> {
-    if cfg.isolate != crate::Isolate::Devices {
-        return Ok(());
-    }
-    if cfg.jail.is_some() {
-        return Err(Error::IsolateWith {
-            option: "--jail",
-            why: "a device process cannot build its own sandbox inside the jail",
-        });
-    }
-    Ok(())
-}
-
 /// Fails unless the calling thread is the only one of the process (fork is then safe).
 fn check_single_threaded() -> Result<()> {
     let count = std::fs::read_dir("/proc/self/task").map(|d| d.count());

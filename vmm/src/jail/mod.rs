@@ -188,6 +188,16 @@ fn enter_landlocked(cfg: &JailConfig, userns: JailError) -> Result<()> {
     clear_capabilities()
 }
 
+/// A device process (`crate::isolate`) of a caller refused a user namespace (`userns`
+/// says why): the same Landlock domain, RLIMIT_CORE 0, no new privileges, no capability.
+pub(crate) fn landlock_device_process(userns: JailError) -> Result<()> {
+    let enforced = landlocked::restrict(userns)?;
+    log::info!("no user namespace here: confined by Landlock instead ({enforced:?} enforced)");
+    set_rlimit(libc::RLIMIT_CORE, 0, "setting RLIMIT_CORE")?;
+    no_new_privileges()?;
+    clear_capabilities()
+}
+
 /// The uid/gid to run as, checked against what the caller can map.
 fn resolve_ids(cfg: &JailConfig) -> Result<Ids> {
     // SAFETY: these calls only read the process's credentials.
@@ -253,6 +263,25 @@ fn write_cgroup(dir: &Path, file: &'static str, value: &str) -> Result<()> {
 /// A new user namespace in which the caller's own uid and gid map to themselves and
 /// nothing else; the process holds every capability there (and only there).
 pub(crate) fn enter_user_namespace(ids: Ids) -> Result<()> {
+    // A process that changed its uid without exec (a device process forked by a jailed
+    // VMM) is not dumpable, and then its /proc/self files belong to the host's root: it
+    // could not write its own maps. Dumpable for the writes, as before after.
+    // SAFETY: prctl with integer arguments only.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    if dumpable == 0 {
+        // SAFETY: as above.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        check(rc, "PR_SET_DUMPABLE")?;
+    }
+    let mapped = map_own_ids(ids);
+    if dumpable == 0 {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+    mapped
+}
+
+fn map_own_ids(ids: Ids) -> Result<()> {
     // SAFETY: unshare only changes this process's namespaces.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
         let source = io::Error::last_os_error();
@@ -282,32 +311,40 @@ pub(crate) fn enter_user_namespace(ids: Ids) -> Result<()> {
     )
 }
 
-/// Where the jail's tmpfs is mounted before it becomes the root (in the private mount
-/// namespace only; the host's /tmp is untouched).
-const STAGING: &str = "/tmp";
+/// Where the new tmpfs is mounted before it becomes the root (in the private mount
+/// namespace only; the host's /tmp is untouched). Inside a jail, whose root holds only
+/// /proc (a device process of a jailed VMM), over that /proc.
+fn staging() -> &'static str {
+    if Path::new("/tmp").is_dir() {
+        "/tmp"
+    } else {
+        "/proc"
+    }
+}
 
 /// Replaces the file system with a fresh tmpfs holding only a new /proc (of the new PID
 /// namespace: the VMM's own threads) if `proc_fs`, nothing otherwise, then makes it
 /// read-only.
 pub(crate) fn build_root(proc_fs: bool) -> Result<()> {
+    let staging = staging();
     let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(step("making every mount private"))?;
     mount(
         Some("tmpfs"),
-        STAGING,
+        staging,
         Some("tmpfs"),
         hidden,
         Some("size=16k,nr_inodes=16,mode=0755"),
     )
     .map_err(step("mounting the jail's tmpfs"))?;
     if proc_fs {
-        let proc_dir = format!("{STAGING}/proc");
+        let proc_dir = format!("{staging}/proc");
         std::fs::create_dir(&proc_dir).map_err(step("creating the jail's /proc"))?;
         mount(Some("proc"), &proc_dir, Some("proc"), hidden, None)
             .map_err(step("mounting the jail's /proc"))?;
     }
-    std::env::set_current_dir(STAGING).map_err(step("entering the jail's tmpfs"))?;
+    std::env::set_current_dir(staging).map_err(step("entering the jail's tmpfs"))?;
     // pivot_root(".", "."): the old root ends up stacked on the new one, then detached.
     let dot = cstring(".");
     // SAFETY: both arguments are valid NUL-terminated paths.
