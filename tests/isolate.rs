@@ -110,6 +110,20 @@ impl Waiting {
     }
 }
 
+/// `--isolate devices` with a scratch disk and rng (plus `extra`), the tiny guest waiting
+/// for input; the guard removes the disk.
+fn waiting_with_disk_and_rng(name: &str, extra: &[&str]) -> (DirGuard, Waiting) {
+    let dir = scratch(name);
+    let guard = DirGuard(dir.clone());
+    let disk = format!("path={}", image(&dir, "w.img", b"W"));
+    let mut cmd = microvm();
+    cmd.args(["--kernel", TINY_BZIMAGE, "--isolate", "devices"])
+        .args(extra)
+        .args(["--disk", &disk, "--rng", "on"])
+        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"]);
+    (guard, start_waiting(cmd))
+}
+
 /// The children of `pid` (every thread's), with their comm.
 fn children(pid: u32) -> Vec<(u32, String)> {
     let mut out = Vec::new();
@@ -215,15 +229,7 @@ fn device_processes_are_named_sandboxed_filtered_and_reaped() {
 
 #[test]
 fn a_killed_device_process_needs_reset_and_the_vm_carries_on() {
-    let dir = scratch("isolate-kill");
-    let _guard = DirGuard(dir.clone());
-    let disk = image(&dir, "k.img", b"K");
-    let d = format!("path={disk}");
-    let mut cmd = microvm();
-    cmd.args(["--kernel", TINY_BZIMAGE, "--isolate", "devices"])
-        .args(["--disk", &d, "--rng", "on"])
-        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"]);
-    let w = start_waiting(cmd);
+    let (_guard, w) = waiting_with_disk_and_rng("isolate-kill", &[]);
     let kids = children(w.child.id());
     let (rng, _) = kids
         .iter()
@@ -401,15 +407,7 @@ fn log_mode_reports_a_device_process_violation_and_lets_it_run() {
 /// and UTS namespaces besides the jail's, an empty root, one filter.
 #[test]
 fn inside_the_jail_each_device_process_builds_its_own_sandbox() {
-    let dir = scratch("isolate-jail");
-    let _guard = DirGuard(dir.clone());
-    let disk = image(&dir, "j.img", b"J");
-    let d = format!("path={disk}");
-    let mut cmd = microvm();
-    cmd.args(["--kernel", TINY_BZIMAGE, "--isolate", "devices", "--jail"])
-        .args(["--disk", &d, "--rng", "on"])
-        .args(["--cmdline", "console=ttyS0 reboot=k tiny.test=wait-input"]);
-    let w = start_waiting(cmd);
+    let (_guard, w) = waiting_with_disk_and_rng("isolate-jail", &["--jail"]);
     let jailed = match children(w.child.id())[..] {
         [(pid, _)] => pid,
         ref other => panic!("the waiter has children {other:?}, not one jailed VMM"),

@@ -452,6 +452,22 @@ fn kinds_have_names_and_codes() {
     assert!(text.contains("BPF instructions"), "{text}");
 }
 
+/// Each call listed once, under its own name, with a reason, and no escape among them.
+fn assert_well_formed(what: &str, rules: &[SyscallRule]) {
+    let mut seen = HashSet::new();
+    for rule in rules {
+        assert!(seen.insert(rule.nr), "{what}: {} listed twice", rule.name);
+        assert_eq!(syscall_name(rule.nr), Some(rule.name));
+        let reason = &rule.reason;
+        assert!(
+            !reason.trim().is_empty(),
+            "{what}: {} has no reason",
+            rule.name
+        );
+        assert!(!ESCAPES.contains(&rule.nr), "{what} allows {}", rule.name);
+    }
+}
+
 mod pins;
 mod supervisor;
 mod waiter;

@@ -12,18 +12,7 @@ fn verdict(nr: i64, args: [u64; 6]) -> Verdict {
 
 #[test]
 fn supervisor_rules_are_well_formed_and_allow_no_escape() {
-    let rules = sup::symbolic_rules();
-    let mut seen = HashSet::new();
-    for rule in &rules {
-        assert!(seen.insert(rule.nr), "{} listed twice", rule.name);
-        assert_eq!(syscall_name(rule.nr), Some(rule.name));
-        assert!(
-            !rule.reason.trim().is_empty(),
-            "{} has no reason",
-            rule.name
-        );
-        assert!(!ESCAPES.contains(&rule.nr), "allows {}", rule.name);
-    }
+    assert_well_formed("the supervisor", &sup::symbolic_rules());
     for nr in ESCAPES {
         let v = verdict(*nr, [0; 6]);
         assert_eq!(v.action(), Some(SECCOMP_RET_TRAP), "{nr}");

@@ -12,17 +12,7 @@ fn verdict(mode: Mode, nr: i64, args: [u64; 6]) -> Verdict {
 
 #[test]
 fn waiter_rules_are_well_formed_and_allow_no_escape() {
-    let mut seen = HashSet::new();
-    for rule in &waiter::symbolic_rules() {
-        assert!(seen.insert(rule.nr), "{} listed twice", rule.name);
-        assert_eq!(syscall_name(rule.nr), Some(rule.name));
-        assert!(
-            !rule.reason.trim().is_empty(),
-            "{} has no reason",
-            rule.name
-        );
-        assert!(!ESCAPES.contains(&rule.nr), "allows {}", rule.name);
-    }
+    assert_well_formed("the waiter", &waiter::symbolic_rules());
     for nr in ESCAPES
         .iter()
         .chain(&[SYS_kill, SYS_wait4, SYS_read, SYS_ioctl])

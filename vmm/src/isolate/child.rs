@@ -140,20 +140,9 @@ fn close_range(first: u32, last: u32) -> std::io::Result<()> {
 /// Step 4 of the module doc.
 fn sandbox() -> Result<(), JailError> {
     let ids = Ids::default_for_caller()?;
-    if !ids.privileged {
-        match jail::enter_user_namespace(ids) {
-            Ok(()) => {}
-            Err(e @ JailError::NoUserNamespace { .. }) => return jail::landlock_device_process(e),
-            Err(e) => return Err(e),
-        }
+    if let jail::Unshared::Refused(userns) = jail::unshare_all(ids)? {
+        return jail::landlock_device_process(userns);
     }
-    let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWNET;
-    // SAFETY: unshare only changes this process's namespaces.
-    jail::check(unsafe { libc::unshare(flags) }, "creating its namespaces")?;
     jail::build_root(false)?;
     jail::set_rlimit(libc::RLIMIT_CORE, 0, "setting RLIMIT_CORE")?;
     jail::drop_privileges(ids)

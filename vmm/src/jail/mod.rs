@@ -132,20 +132,9 @@ pub fn enter(cfg: &JailConfig, mode: seccomp::Mode) -> Result<()> {
     if let Some(dir) = &cfg.cgroup {
         join_cgroup(dir, cfg)?;
     }
-    if !ids.privileged {
-        match enter_user_namespace(ids) {
-            Ok(()) => {}
-            Err(e @ JailError::NoUserNamespace { .. }) => return enter_landlocked(cfg, e),
-            Err(e) => return Err(e),
-        }
+    if let Unshared::Refused(userns) = unshare_all(ids)? {
+        return enter_landlocked(cfg, userns);
     }
-    let flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWNET;
-    // SAFETY: unshare only changes this process's namespaces.
-    check(unsafe { libc::unshare(flags) }, "creating its namespaces")?;
     // SAFETY: the process has a single thread (the caller's contract), so the child's
     // state is consistent; it returns into ordinary Rust code.
     let pid = check(unsafe { libc::fork() }, "fork into the new PID namespace")?;
@@ -160,6 +149,34 @@ pub fn enter(cfg: &JailConfig, mode: seccomp::Mode) -> Result<()> {
     // The limits while CAP_SYS_RESOURCE may still raise a hard limit.
     set_rlimits(cfg)?;
     drop_privileges(ids)
+}
+
+/// What [`unshare_all`] did.
+pub(crate) enum Unshared {
+    /// The process is in its new namespaces.
+    Namespaces,
+    /// The kernel refused an unprivileged caller a user namespace (so any other): why.
+    Refused(JailError),
+}
+
+/// A user namespace for an unprivileged caller, then new mount, PID, IPC, UTS and network
+/// namespaces; nothing at all where the kernel refuses the user namespace.
+pub(crate) fn unshare_all(ids: Ids) -> Result<Unshared> {
+    if !ids.privileged {
+        match enter_user_namespace(ids) {
+            Ok(()) => {}
+            Err(e @ JailError::NoUserNamespace { .. }) => return Ok(Unshared::Refused(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNET;
+    // SAFETY: unshare only changes this process's namespaces.
+    check(unsafe { libc::unshare(flags) }, "creating its namespaces")?;
+    Ok(Unshared::Namespaces)
 }
 
 /// The jail of an unprivileged caller refused a user namespace (`userns` says why): a
