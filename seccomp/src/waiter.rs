@@ -49,6 +49,11 @@ pub fn symbolic_rules() -> Vec<SyscallRule> {
     rules
 }
 
+/// The waiter's fds by role: stdio and `pidfd`, its pidfd of the jailed VMM.
+pub fn context(pidfd: i32) -> FilterContext {
+    FilterContext::new().with("pidfd:jailed", [pidfd])
+}
+
 /// The waiter's program, pinned to `pidfd`. A forbidden call traps (one report line, exit
 /// 148) under `--seccomp true`; under `log` it runs and the kernel logs it (`SECCOMP_RET_LOG`,
 /// dmesg `audit: type=1326`): the waiter has no supervisor. `None` for `--seccomp false`.
@@ -58,8 +63,7 @@ pub fn compile(pidfd: i32, mode: Mode) -> Result<Option<crate::BpfProgram>, Erro
         Mode::Kill => libc::SECCOMP_RET_TRAP,
         Mode::Log => libc::SECCOMP_RET_LOG,
     };
-    let ctx = FilterContext::new().with("pidfd:jailed", [pidfd]);
-    let rules = crate::fds::resolve(&symbolic_rules(), &ctx);
+    let rules = crate::fds::resolve(&symbolic_rules(), &context(pidfd));
     let hot = [libc::SYS_rt_sigtimedwait, libc::SYS_waitid];
     crate::compile::build_named(THREAD_NAME, &rules, mismatch, &hot).map(Some)
 }

@@ -69,6 +69,10 @@ fn name_process() {
 /// one error line (an unfiltered waiter is not what `--jail` promises).
 fn install_filter(child: libc::pid_t, pidfd: &OwnedFd, mode: seccomp::Mode) {
     let raw = std::os::fd::AsRawFd::as_raw_fd(pidfd);
+    log::debug!(
+        "seccomp fds of {THREAD_NAME}: {}",
+        seccomp::waiter::context(raw)
+    );
     let installed = seccomp::waiter::compile(raw, mode)
         .and_then(|prog| prog.map_or(Ok(()), |p| seccomp::install(&p)));
     if let Err(e) = installed {
