@@ -7,11 +7,10 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileExt;
 
 use virtio_bindings::virtio_blk::*;
 use virtio_queue::Queue;
-use vm_memory::{Address, Bytes, GuestAddress};
+use vm_memory::{Address, Bytes, GuestMemoryBackend};
 
 use super::queue::{self, Desc, Request, Served};
 use super::throttle::{self, Throttle};
@@ -44,8 +43,8 @@ pub fn lock_image(file: &File, read_only: bool) -> std::io::Result<()> {
 }
 /// seg_max in config space: most data descriptors per request.
 pub const SEG_MAX: u32 = 254;
-/// Bytes copied between the file and guest memory per step.
-const CHUNK: usize = 64 * 1024;
+/// size_max in config space: most bytes per data descriptor.
+const SIZE_MAX: u32 = 64 * 1024;
 /// Request header: type, reserved, sector.
 const HEADER_LEN: u32 = 16;
 
@@ -55,7 +54,6 @@ pub struct Block {
     read_only: bool,
     capacity: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES as usize],
-    buf: Vec<u8>,
     /// `bw=` / `ops=`: requests wait for their tokens.
     throttle: Option<Throttle>,
 }
@@ -85,7 +83,6 @@ impl Block {
             read_only,
             capacity: size / SECTOR_SIZE,
             id,
-            buf: vec![0; CHUNK],
             throttle: None,
         }
     }
@@ -193,25 +190,64 @@ impl Block {
         }
     }
 
-    /// Copies one buffer between guest memory and the file at `offset`, in bounded chunks.
-    /// The caller checked the buffer is in RAM and the range inside the file.
+    /// Moves one buffer between guest memory and the file at `offset`, straight on guest
+    /// memory: pread64/pwrite64 on each host-contiguous part of it, no bounce copy. The
+    /// caller checked the buffer is in RAM and the range inside the file.
     fn transfer(&mut self, mem: &Mem, d: &Desc, offset: u64, to_file: bool) -> std::io::Result<()> {
+        let mut at = offset;
+        for slice in mem.get_slices(d.addr, d.len as usize) {
+            let slice = slice.map_err(std::io::Error::other)?;
+            let guard = slice.ptr_guard_mut();
+            let part = Part {
+                fd: self.file.as_raw_fd(),
+                ptr: guard.as_ptr(),
+                len: slice.len(),
+                offset: at,
+            };
+            part.transfer(to_file)?;
+            at += slice.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// One host-contiguous piece of a guest buffer and where it goes in the file.
+struct Part {
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+    offset: u64,
+}
+
+impl Part {
+    /// The whole piece from (`to_file`: to) the file, across short transfers; EOF before the
+    /// end is an error (the file never shrinks under a VM, its lock says so).
+    fn transfer(&self, to_file: bool) -> std::io::Result<()> {
         let mut done = 0usize;
-        let len = d.len as usize;
-        while done < len {
-            let n = (len - done).min(self.buf.len());
-            let chunk = &mut self.buf[..n];
-            let addr = GuestAddress(d.addr.0 + done as u64);
-            let at = offset + done as u64;
-            if to_file {
-                mem.read_slice(chunk, addr).map_err(std::io::Error::other)?;
-                self.file.write_all_at(chunk, at)?;
-            } else {
-                self.file.read_exact_at(chunk, at)?;
-                mem.write_slice(chunk, addr)
-                    .map_err(std::io::Error::other)?;
+        while done < self.len {
+            let at = i64::try_from(self.offset + done as u64).map_err(std::io::Error::other)?;
+            // SAFETY: `ptr..ptr+len` is guest RAM mapped by the guest memory the caller holds
+            // for the whole call (its slice guard is alive), so the kernel copies into or out
+            // of valid memory; the guest may touch it meanwhile, which is its own business,
+            // as with any device DMA into its buffers.
+            let rc = unsafe {
+                let buf = self.ptr.add(done).cast();
+                if to_file {
+                    libc::pwrite64(self.fd, buf, self.len - done, at)
+                } else {
+                    libc::pread64(self.fd, buf, self.len - done, at)
+                }
+            };
+            match rc {
+                n if n > 0 => done += n as usize,
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
             }
-            done += n;
         }
         Ok(())
     }
@@ -248,7 +284,7 @@ impl VirtioDevice for Block {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut cfg = [0u8; 24];
         cfg[0..8].copy_from_slice(&self.capacity.to_le_bytes());
-        cfg[8..12].copy_from_slice(&(CHUNK as u32).to_le_bytes());
+        cfg[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
         cfg[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         cfg[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
         read_config_bytes(&cfg, offset, data);
