@@ -21,7 +21,10 @@ use vm_memory::{GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::window::Interrupt;
-use super::{Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1, QUEUE_MAX_SIZE};
+use super::{
+    Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_EVENT_IDX, FEATURE_VERSION_1,
+    QUEUE_MAX_SIZE,
+};
 use crate::BusDevice;
 
 /// MagicValue: "virt".
@@ -212,6 +215,7 @@ impl MmioTransport {
         self.after_processing(Some(index), result);
         // A pass serves at most one ring's worth: if the driver kept adding requests, come
         // back for them after the device thread has looked at its other events (stop).
+        // (`after_processing` has re-armed the driver's notifications first: avail_event.)
         if !self.broken[index]
             && self.device.consumes_queue(index)
             && !self.device.throttled(index)
@@ -257,8 +261,13 @@ impl MmioTransport {
     }
 
     fn after_processing(&mut self, index: Option<usize>, result: Result<bool, QueueError>) {
+        let result = result.and_then(|used| self.rearm_notifications().map(|()| used));
         match result {
-            Ok(true) => self.raise(VIRTIO_MMIO_INT_VRING),
+            Ok(true) => {
+                if self.interrupt_due() {
+                    self.raise(VIRTIO_MMIO_INT_VRING);
+                }
+            }
             Ok(false) => {}
             Err(e) => {
                 // H8: stop the queue, ask for a reset, tell the driver.
@@ -273,6 +282,34 @@ impl MmioTransport {
                 self.raise(VIRTIO_MMIO_INT_CONFIG);
             }
         }
+    }
+
+    /// Every ready queue asks the driver to notify it of what it adds next: with EVENT_IDX
+    /// `avail_event` = the next entry to take, otherwise the NO_NOTIFY flag clear (it is never
+    /// set). A driver with EVENT_IDX only kicks when it passes `avail_event`.
+    fn rearm_notifications(&mut self) -> Result<(), QueueError> {
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            if q.ready() && !self.broken[i] {
+                super::queue::rearm(q, &self.mem)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the used entries just added call for an interrupt: always without EVENT_IDX;
+    /// with it, when some queue's used index passed the driver's `used_event`.
+    fn interrupt_due(&mut self) -> bool {
+        let mut due = false;
+        for q in self.queues.iter_mut().filter(|q| q.ready()) {
+            // A queue whose used_event cannot be read: interrupt, as without EVENT_IDX.
+            due |= q.needs_notification(&self.mem).unwrap_or(true);
+        }
+        due
+    }
+
+    /// The features offered: the device's, plus the transport's EVENT_IDX.
+    fn offered(&self) -> u64 {
+        self.device.features() | FEATURE_EVENT_IDX
     }
 
     fn raise(&mut self, bit: u32) {
@@ -313,7 +350,7 @@ impl MmioTransport {
         let mut new = value & !VIRTIO_CONFIG_S_NEEDS_RESET;
         let added = new & !self.status;
         if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-            let offered = self.device.features();
+            let offered = self.offered();
             if self.driver_features & FEATURE_VERSION_1 == 0 || self.driver_features & !offered != 0
             {
                 self.log.warn(format_args!(
@@ -357,7 +394,10 @@ impl MmioTransport {
             }
         };
         match problem {
-            None => q.set_ready(true),
+            None => {
+                q.set_event_idx(self.driver_features & FEATURE_EVENT_IDX != 0);
+                q.set_ready(true);
+            }
             Some(p) => {
                 self.log.warn(format_args!("queue {sel} refused: {p}"));
             }
@@ -373,7 +413,7 @@ impl MmioTransport {
             VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
             VIRTIO_MMIO_VENDOR_ID => super::VENDOR_ID,
             VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                sel @ 0..=1 => half(self.device.features(), sel == 1),
+                sel @ 0..=1 => half(self.offered(), sel == 1),
                 _ => 0,
             },
             VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),

@@ -233,3 +233,46 @@ fn a_pass_serves_at_most_one_ring_and_requeues_the_rest() {
         "chains left after a pass re-queue a notification"
     );
 }
+
+/// VIRTIO_RING_F_EVENT_IDX, offered by the transport. Negotiated: after each pass the device
+/// publishes `avail_event` (the next entry it takes, so the driver kicks for the next
+/// request) and interrupts only once its used index passes the driver's `used_event`. Not
+/// negotiated: every pass that used a buffer interrupts.
+#[test]
+fn event_idx_interrupts_only_past_used_event_and_publishes_avail_event() {
+    use vm_memory::{Bytes, GuestAddress};
+    let event_idx = 1u32 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+    let base = ring_base(0).0;
+    let used_event = GuestAddress(base + AVAIL_OFF + 4 + 2 * u64::from(QSIZE));
+    let avail_event = GuestAddress(base + USED_OFF + 4 + 8 * u64::from(QSIZE));
+    let mut h = rng();
+    h.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    assert_ne!(h.r(VIRTIO_MMIO_DEVICE_FEATURES) & event_idx, 0, "offered");
+    for negotiated in [true, false] {
+        let low = if negotiated { event_idx } else { 0 };
+        let status = accept_features(&mut h, 1, Some(low));
+        assert_ne!(status & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert!(h.setup_queue(0));
+        h.w(VIRTIO_MMIO_STATUS, FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+        // The driver asks for an interrupt once the third buffer is used (used_event = 2).
+        h.mem.write_obj(2u16, used_event).unwrap();
+        h.mem.write_obj(0u16, avail_event).unwrap();
+        let _ = h.irq.read();
+        let mut ring = h.ring(0);
+        for n in 1..=3u16 {
+            ring.add(&[(DATA, 16, true)]);
+            h.t.notify(0);
+            assert_eq!(h.used(0).0, n);
+            let published: u16 = h.mem.read_obj(avail_event).unwrap();
+            let interrupted = h.irq.read().is_ok();
+            h.w(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+            if negotiated {
+                assert_eq!(published, n, "avail_event after request {n}");
+                assert_eq!(interrupted, n == 3, "interrupt after request {n}");
+            } else {
+                assert_eq!(published, 0, "no avail_event without EVENT_IDX");
+                assert!(interrupted, "interrupt after request {n}");
+            }
+        }
+    }
+}

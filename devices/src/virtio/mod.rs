@@ -46,6 +46,9 @@ pub const QUEUE_MAX_SIZE: u16 = 256;
 pub const VENDOR_ID: u32 = 0x4d56_4d4d;
 /// VIRTIO_F_VERSION_1 as a feature mask.
 pub const FEATURE_VERSION_1: u64 = 1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+/// VIRTIO_RING_F_EVENT_IDX as a feature mask: offered by the transport for every device
+/// (notification suppression both ways: `used_event` and `avail_event`).
+pub const FEATURE_EVENT_IDX: u64 = 1 << virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 
 /// Why a queue cannot be served any more until the driver resets the device.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -213,6 +213,12 @@ impl Net {
         let mut used = false;
         while !self.tap_failed {
             let Some(req) = queue::pop(q, mem)? else {
+                // Out of rx buffers: ask for a kick at the next one, then look once more, so
+                // a buffer added before the request (which the driver need not kick for
+                // under EVENT_IDX) is not left waiting.
+                if queue::rearm(q, mem)? {
+                    continue;
+                }
                 self.rx_stalled = true;
                 break;
             };

@@ -84,6 +84,14 @@ pub fn has_pending(queue: &Queue, mem: &Mem) -> bool {
         .is_ok_and(|avail| avail.0 != queue.next_avail())
 }
 
+/// Asks the driver to notify the next request it adds (EVENT_IDX: `avail_event` = the next
+/// entry to take); true if requests arrived meanwhile (then serve them: no kick may come).
+pub fn rearm(queue: &mut Queue, mem: &Mem) -> Result<bool, QueueError> {
+    queue
+        .enable_notification(mem)
+        .map_err(|e| QueueError::Rings(e.to_string()))
+}
+
 /// Puts a request back at the head of the avail ring (nothing could be done with it yet).
 pub fn undo_pop(queue: &mut Queue) {
     queue.go_to_previous_position();

@@ -20,7 +20,7 @@ pub fn ring_base(i: usize) -> GuestAddress {
     GuestAddress(0x1_0000 + i as u64 * 0x1000)
 }
 /// Offsets of the avail and used rings from a queue's ring base (descriptors at 0).
-const AVAIL_OFF: u64 = 0x100;
+pub const AVAIL_OFF: u64 = 0x100;
 pub const USED_OFF: u64 = 0x200;
 /// Data buffers live from here.
 pub const DATA: u64 = 0x4_0000;
