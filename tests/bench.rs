@@ -16,7 +16,7 @@ mod launch;
 mod linux;
 #[path = "../benches/bench/linux_report.rs"]
 mod linux_report;
-#[path = "../benches/bench/report.rs"]
+#[path = "../benches/bench/report/mod.rs"]
 mod report;
 #[path = "../benches/bench/run.rs"]
 mod run;
