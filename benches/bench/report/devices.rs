@@ -16,7 +16,7 @@ pub fn case(c: &Ctx, kind: &'static str) -> Case {
 pub fn figures(c: &Ctx, out: &mut Vec<Figure>) {
     for (kind, _, _) in DEV_KINDS {
         let case = case(c, kind);
-        for peer in [Peer::MicrovmSeccomp, Peer::Qemu] {
+        for peer in [Peer::MicrovmSeccomp, Peer::MicrovmIsolate, Peer::Qemu] {
             out.push(throughput(c, peer, case));
         }
     }

@@ -1,10 +1,12 @@
 //! From the recorded rounds to figures: the table on stdout and the JSON file.
 //!
 //! One file per group of figures ([`startup`], [`rss`], [`exits`], [`seccomp`],
-//! [`devices`]), each reading the rounds through a [`Ctx`]; [`output`] lays them out.
+//! [`devices`], [`isolate`]), each reading the rounds through a [`Ctx`]; [`output`] lays
+//! them out.
 
 mod devices;
 mod exits;
+mod isolate;
 mod output;
 mod rss;
 mod seccomp;
@@ -155,5 +157,6 @@ pub fn figures(o: &Options, r: &Results, status: &PeerStatus) -> Vec<Figure> {
     exits::irqfd_figures(&c, &mut out);
     seccomp::figures(&c, &mut out);
     devices::figures(&c, &mut out);
+    isolate::figures(&c, &mut out);
     out
 }

@@ -33,7 +33,12 @@ fn timing_ms(r: &RunResult, key: &str) -> Option<f64> {
 /// The startup and base-RSS figures of every VMM peer.
 pub fn figures(c: &Ctx, out: &mut Vec<Figure>) {
     let base = Case::Exit("none", 0);
-    for peer in [Peer::MicrovmSeccomp, Peer::MicrovmNoSeccomp, Peer::Qemu] {
+    for peer in [
+        Peer::MicrovmSeccomp,
+        Peer::MicrovmNoSeccomp,
+        Peer::MicrovmIsolate,
+        Peer::Qemu,
+    ] {
         let sc = base.scenario();
         if let Some(why) = c.skip_reason(peer) {
             for (name, unit) in [
