@@ -108,6 +108,15 @@ const REQUIRED_LISTED: [(&str, &str); 3] = [
     ("exit.irqfd-roundtrip", "kvm-floor"),
 ];
 
+/// Whether figure `f` has a number; a device loop's, or a cost ratio of processes against
+/// threads, may instead be lost in the boot's noise, as in a short run under load (no test
+/// asserts a time).
+fn measured(name: &str, f: &Value) -> bool {
+    let noise = f.get("skipped").and_then(Value::as_str) == Some(report::LOST_IN_NOISE);
+    let short_loop = name.starts_with("devices.") || name.starts_with("isolate.cost.");
+    f.get("median").is_some() || (short_loop && noise)
+}
+
 fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
     let text = std::fs::read_to_string(path).expect("the bench wrote its JSON");
     let doc = json::parse(&text).unwrap_or_else(|e| panic!("malformed JSON ({e}):\n{text}"));
@@ -207,12 +216,12 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
     for name in required_measured() {
         let f = find(&name, "microvm-seccomp-true")
             .unwrap_or_else(|| panic!("figure {name} missing:\n{text}"));
-        assert!(f.get("median").is_some(), "{name} not measured: {f:?}");
+        assert!(measured(&name, f), "{name} not measured: {f:?}");
     }
     for name in required_isolate() {
         let f = find(&name, "microvm-isolate-devices")
             .unwrap_or_else(|| panic!("figure {name} of the isolate peer missing:\n{text}"));
-        assert!(f.get("median").is_some(), "{name} not measured: {f:?}");
+        assert!(measured(&name, f), "{name} not measured: {f:?}");
     }
     for k in KINDS {
         let f = find(&format!("exit.{k}"), "kvm-floor").expect("floor figure");
@@ -346,6 +355,19 @@ fn isolate_peer_rows_pair_processes_with_threads_per_round() {
             .any(|f| f.name == format!("exit.{kind}") && f.peer == Peer::MicrovmIsolate.name());
         assert_eq!(listed, run::ISOLATE_KINDS.contains(&kind), "exit.{kind}");
     }
+    // A device loop whose runs ended before their round's boot alone: lost in the noise.
+    let rng = Case::Dev("rng-read", run::DEV_KINDS[0].1);
+    r.insert(
+        (Peer::MicrovmIsolate, rng),
+        vec![vm_run(110), vm_run(120), vm_run(90)],
+    );
+    let figs = report::figures(&o, &r, &status);
+    let peer = Peer::MicrovmIsolate.name();
+    let lost = figs
+        .iter()
+        .find(|f| f.name == "devices.rng-read" && f.peer == peer);
+    let want = Err(report::LOST_IN_NOISE.to_string());
+    assert_eq!(lost.map(|f| f.value.clone()), Some(want));
     let (prog, args) = run::command(&o, "/qemu".as_ref(), Peer::MicrovmIsolate, base);
     assert_eq!(prog, std::path::Path::new("/microvm"));
     let args = args.join(" ");

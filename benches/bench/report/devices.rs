@@ -1,6 +1,6 @@
 //! Device throughput: bytes / (t(bytes) - t(0)) of each virtio-rng and virtio-blk loop.
 
-use super::{fig, paired, skipped, wall_ns, Ctx, Figure, NOT_IN_QUICK};
+use super::{paired, positive_fig, skipped, wall_ns, Ctx, Figure, NOT_IN_QUICK};
 use crate::run::{Case, Peer, DEV_KINDS};
 
 /// The device loop of `kind` at this run's size (--quick or not).
@@ -36,9 +36,14 @@ fn throughput(c: &Ctx, peer: Peer, case: Case) -> Figure {
     if k.is_empty() {
         return skipped(name, peer, case.scenario(), "MiB/s", NOT_IN_QUICK);
     }
+    // A round whose loop took no time (t(N) <= t(0)) gives 0 (or less), which does not count.
     let v = paired(&k, &c.runs(peer, Case::Exit("none", 0)), |k, z| {
         let secs = (wall_ns(Some(k))? - wall_ns(Some(z))?) / 1e9;
-        (secs > 0.0).then(|| bytes as f64 / secs / f64::from(1u32 << 20))
+        Some(if secs > 0.0 {
+            bytes as f64 / secs / f64::from(1u32 << 20)
+        } else {
+            0.0
+        })
     });
-    fig(name, peer, case.scenario(), "MiB/s", v, None)
+    positive_fig(name, peer, case.scenario(), "MiB/s", v)
 }

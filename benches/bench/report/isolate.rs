@@ -47,12 +47,14 @@ pub fn figures(c: &Ctx, out: &mut Vec<Figure>) {
             out.push(super::skipped(name, iso, sc, "x", why));
             continue;
         }
+        // A round where either loop took no time (t(N) <= t(0)) gives 0, which does not count.
         let (p, t) = (times(c, iso, case), times(c, thr, case));
         let ratio = p
             .iter()
             .zip(&t)
-            .filter_map(|(p, t)| Some(p.as_ref()? / t.filter(|t| *t > 0.0)?))
+            .filter_map(|(p, t)| Some((p.as_ref()?, t.as_ref()?)))
+            .map(|(p, t)| if *p > 0.0 && *t > 0.0 { p / t } else { 0.0 })
             .collect();
-        out.push(super::fig(name, iso, sc, "x", ratio, None));
+        out.push(super::positive_fig(name, iso, sc, "x", ratio));
     }
 }

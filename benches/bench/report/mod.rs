@@ -147,6 +147,28 @@ pub fn paired(
 pub const NOT_IN_QUICK: &str =
     "not run in --quick mode (QEMU boots take seconds here); run without --quick";
 
+/// Why a loop's figure has no number although its runs passed: in every round the run with
+/// the loop ended no later than the boot alone (a short loop under load).
+pub const LOST_IN_NOISE: &str =
+    "t(N) <= t(0) in every round: the loop was lost in the boot's noise (use more rounds)";
+
+/// A figure from per-round `values` that count only where positive: LOST_IN_NOISE when
+/// rounds ran but none was.
+pub fn positive_fig(
+    name: String,
+    peer: Peer,
+    scenario: String,
+    unit: &'static str,
+    values: Vec<f64>,
+) -> Figure {
+    let ran = !values.is_empty();
+    let values: Vec<f64> = values.into_iter().filter(|v| *v > 0.0).collect();
+    match values.is_empty() && ran {
+        true => skipped(name, peer, scenario, unit, LOST_IN_NOISE),
+        false => fig(name, peer, scenario, unit, values, None),
+    }
+}
+
 /// Every figure, for the peers in `status` (a skipped peer gets one skip entry per figure).
 pub fn figures(o: &Options, r: &Results, status: &PeerStatus) -> Vec<Figure> {
     let c = Ctx { o, r, status };
