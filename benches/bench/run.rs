@@ -27,6 +27,11 @@ pub const IRQ_KIND: &str = "irqfd-roundtrip";
 pub const IRQ_NO_FLOOR: &str =
     "not applicable: the floor VM has no irqchip and no device to raise an interrupt";
 
+/// The exit loops that involve a device, the only ones `microvm-isolate-devices` runs
+/// (besides the irqfd round trip and the device loops): the others never leave the vCPU
+/// thread, so they are the same with device threads or processes.
+pub const ISOLATE_KINDS: [&str; 1] = ["ioeventfd-notify"];
+
 /// Round trips of the irqfd loop: a tenth of the exits (each is ~20 exits' worth of time).
 pub fn irq_rounds(exits: u32) -> u32 {
     (exits / 10).max(1)
@@ -58,6 +63,8 @@ pub enum Peer {
     MicrovmSeccomp,
     /// microvm --seccomp false.
     MicrovmNoSeccomp,
+    /// microvm --seccomp true --isolate devices: each virtio device in a process of its own.
+    MicrovmIsolate,
     /// qemu-system-x86_64 -M microvm.
     Qemu,
     /// The bench's own bare KVM loop (exit loops only).
@@ -66,9 +73,10 @@ pub enum Peer {
 
 impl Peer {
     /// Every peer, in table order.
-    pub const ALL: [Peer; 4] = [
+    pub const ALL: [Peer; 5] = [
         Peer::MicrovmSeccomp,
         Peer::MicrovmNoSeccomp,
+        Peer::MicrovmIsolate,
         Peer::Qemu,
         Peer::Floor,
     ];
@@ -78,14 +86,24 @@ impl Peer {
         match self {
             Peer::MicrovmSeccomp => "microvm-seccomp-true",
             Peer::MicrovmNoSeccomp => "microvm-seccomp-false",
+            Peer::MicrovmIsolate => "microvm-isolate-devices",
             Peer::Qemu => "qemu-microvm",
             Peer::Floor => "kvm-floor",
         }
     }
 
-    /// Whether this peer is microvm.
+    /// Whether this peer is microvm (any of its configurations).
     pub fn is_microvm(self) -> bool {
-        matches!(self, Peer::MicrovmSeccomp | Peer::MicrovmNoSeccomp)
+        matches!(
+            self,
+            Peer::MicrovmSeccomp | Peer::MicrovmNoSeccomp | Peer::MicrovmIsolate
+        )
+    }
+
+    /// Whether this peer runs `kind`'s exit loop (`microvm-isolate-devices`: only those
+    /// that involve a device).
+    pub fn runs_exit_loop(self, kind: &str) -> bool {
+        self != Peer::MicrovmIsolate || ISOLATE_KINDS.contains(&kind)
     }
 }
 
@@ -330,10 +348,10 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
             (qemu.to_path_buf(), args)
         }
         _ => {
-            let seccomp = if peer == Peer::MicrovmSeccomp {
-                "true"
-            } else {
+            let seccomp = if peer == Peer::MicrovmNoSeccomp {
                 "false"
+            } else {
+                "true"
             };
             let args = [
                 "--kernel",
@@ -353,6 +371,10 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
                 &cl,
             ];
             let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            if peer == Peer::MicrovmIsolate {
+                args.push("--isolate".into());
+                args.push("devices".into());
+            }
             if with_disk {
                 args.push("--disk".into());
                 args.push(format!("path={disk}"));
@@ -406,6 +428,9 @@ pub fn jobs(o: &Options, peers: &[Peer]) -> Vec<(Peer, Case)> {
             if peer == Peer::Qemu && o.quick && !matches!(kind, "pio-read" | "ioeventfd-notify") {
                 continue;
             }
+            if !peer.runs_exit_loop(kind) {
+                continue;
+            }
             jobs.push((peer, Case::Exit(kind, o.exits)));
         }
         if peer != Peer::Floor {
@@ -416,7 +441,8 @@ pub fn jobs(o: &Options, peers: &[Peer]) -> Vec<(Peer, Case)> {
                 jobs.push((peer, Case::Rss(mem, cpus)));
             }
         }
-        if peer == Peer::MicrovmSeccomp || (peer == Peer::Qemu && !o.quick) {
+        let devices = matches!(peer, Peer::MicrovmSeccomp | Peer::MicrovmIsolate);
+        if devices || (peer == Peer::Qemu && !o.quick) {
             for (kind, quick, full) in DEV_KINDS {
                 jobs.push((peer, Case::Dev(kind, if o.quick { quick } else { full })));
             }
@@ -446,6 +472,7 @@ pub fn run_rounds(o: &Options, launcher: &Path) -> (Results, PeerStatus) {
             (Peer::Floor, _) => kvm_ioctls::Kvm::new()
                 .map(|_| "kvm-ioctls, 1 vCPU, no irqchip/devices/seccomp".to_string())
                 .map_err(|e| format!("cannot open /dev/kvm: {e}")),
+            (Peer::MicrovmIsolate, _) => Ok(format!("{} --isolate devices", o.microvm.display())),
             _ => Ok(o.microvm.display().to_string()),
         };
         // The first run is also the peer's availability check.
