@@ -235,8 +235,10 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
         assert!(find(name, peer).is_some(), "{name} of {peer} missing");
     }
     let irq = find("exit.irqfd-roundtrip", "microvm-seccomp-true").expect("irqfd figure");
+    // The median, not the min: each figure is a difference of two whole runs, and on a
+    // loaded machine one round's boot noise can exceed a --quick loop.
     assert!(
-        irq.get("min")
+        irq.get("median")
             .and_then(Value::as_f64)
             .is_some_and(|v| v > 0.0),
         "the irqfd round trip must take time: {irq:?}"
