@@ -468,22 +468,13 @@ fn assert_uses_its_own(name: &str, prog: &[Insn], open: &BTreeMap<u64, String>) 
     }
 }
 
-#[test]
-fn every_thread_refuses_foreign_fds_paths_and_escapes() {
-    let ns = Netns::new("outside");
-    let vm = start(&ns, "outside", &["--cpus", "2"], None);
-    let (names, found) = vm.holes();
-    assert_eq!(
-        names,
-        [
-            "vcpu0",
-            "vcpu1",
-            "virtio-blk0",
-            "virtio-net0",
-            "virtio-rng0",
-            "vmm"
-        ]
-    );
+/// Boots a VM with `extra` in its own network namespace (`tag`), checks that exactly the
+/// threads `names` (sorted) are there, every one without a hole, then lets it finish.
+fn assert_no_holes(tag: &str, extra: &[&str], names: &[&str]) {
+    let ns = Netns::new(tag);
+    let vm = start(&ns, tag, extra, None);
+    let (seen, found) = vm.holes();
+    assert_eq!(seen, names);
     assert!(
         found.is_empty(),
         "{} holes:\n{}",
@@ -491,51 +482,40 @@ fn every_thread_refuses_foreign_fds_paths_and_escapes() {
         found.join("\n")
     );
     vm.finish();
+}
+
+#[test]
+fn every_thread_refuses_foreign_fds_paths_and_escapes() {
+    let names = [
+        "vcpu0",
+        "vcpu1",
+        "virtio-blk0",
+        "virtio-net0",
+        "virtio-rng0",
+        "vmm",
+    ];
+    assert_no_holes("outside", &["--cpus", "2"], &names);
 }
 
 /// Under `--jail` the waiter outside the jail is checked too (its pidfd of the jailed
 /// VMM is the only fd it may use), next to every thread of the jailed VMM.
 #[test]
 fn the_jail_waiter_and_the_jailed_threads_refuse_foreign_fds_paths_and_escapes() {
-    let ns = Netns::new("outside-jail");
-    let vm = start(&ns, "outside-jail", &["--jail"], None);
-    let (names, found) = vm.holes();
-    assert_eq!(
-        names,
-        [
-            "jail-waiter",
-            "vcpu0",
-            "virtio-blk0",
-            "virtio-net0",
-            "virtio-rng0",
-            "vmm"
-        ]
-    );
-    assert!(
-        found.is_empty(),
-        "{} holes:\n{}",
-        found.len(),
-        found.join("\n")
-    );
-    vm.finish();
+    let names = [
+        "jail-waiter",
+        "vcpu0",
+        "virtio-blk0",
+        "virtio-net0",
+        "virtio-rng0",
+        "vmm",
+    ];
+    assert_no_holes("outside-jail", &["--jail"], &names);
 }
 
 #[test]
 fn every_device_process_refuses_foreign_fds_paths_and_escapes() {
-    let ns = Netns::new("outside-iso");
-    let vm = start(&ns, "outside-iso", &["--isolate", "devices"], None);
-    let (names, found) = vm.holes();
-    assert_eq!(
-        names,
-        ["vcpu0", "virtio-blk0", "virtio-net0", "virtio-rng0", "vmm"]
-    );
-    assert!(
-        found.is_empty(),
-        "{} holes:\n{}",
-        found.len(),
-        found.join("\n")
-    );
-    vm.finish();
+    let names = ["vcpu0", "virtio-blk0", "virtio-net0", "virtio-rng0", "vmm"];
+    assert_no_holes("outside-iso", &["--isolate", "devices"], &names);
 }
 
 #[test]
