@@ -497,3 +497,30 @@ fn under_seccomp_log_the_jailed_vmm_reports_a_violation_and_runs_on() {
         run.describe()
     );
 }
+
+/// The jailed VMM dies with its waiter (PR_SET_PDEATHSIG, set after the uid change that
+/// would clear it): a waiter killed by SIGKILL leaves no VM behind.
+#[test]
+fn a_killed_waiter_takes_the_jailed_vmm_with_it() {
+    let mut child = microvm()
+        .args(["--jail", "--cmdline", "console=ttyS0 tiny.test=halt"])
+        .spawn()
+        .expect("spawn microvm");
+    wait_for_stdout_line(
+        &mut child,
+        "tiny: halting forever",
+        "the guest never reached its halt loop",
+    );
+    let jailed = jailed_child(child.id());
+    child.kill().expect("SIGKILL the waiter");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{jailed}")).exists() {
+        if Instant::now() > deadline {
+            // SAFETY: a signal to the process this test started (through its waiter).
+            unsafe { libc::kill(jailed as libc::pid_t, libc::SIGKILL) };
+            panic!("the jailed VMM {jailed} outlived its waiter");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

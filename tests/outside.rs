@@ -346,6 +346,17 @@ fn start(ns: &Netns, tag: &str, extra: &[&str], hole: Option<&str>) -> Running {
     }
 }
 
+/// A test that fails before [`Running::finish`] must not leave its VM running (with
+/// `--jail`, killing the waiter takes the jailed VMM with it).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Running {
     /// Every thread's and device process's holes, plus any thread not carrying exactly one
     /// filter or an fd map that contradicts /proc.

@@ -141,14 +141,15 @@ pub fn enter(cfg: &JailConfig, mode: seccomp::Mode) -> Result<()> {
     if pid > 0 {
         waiter::wait_and_exit(pid, ids, mode);
     }
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the VMM dies with its waiter.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    check(rc, "PR_SET_PDEATHSIG")?;
     build_root(true)?;
     set_hostname();
     // The limits while CAP_SYS_RESOURCE may still raise a hard limit.
     set_rlimits(cfg)?;
-    drop_privileges(ids)
+    drop_privileges(ids)?;
+    // After the uid change, which clears it: the VMM dies with its waiter.
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    check(rc, "PR_SET_PDEATHSIG").map(drop)
 }
 
 /// What [`unshare_all`] did.
