@@ -226,10 +226,10 @@ impl Part {
         let mut done = 0usize;
         while done < self.len {
             let at = i64::try_from(self.offset + done as u64).map_err(std::io::Error::other)?;
-            // SAFETY: `ptr..ptr+len` is guest RAM mapped by the guest memory the caller holds
-            // for the whole call (its slice guard is alive), so the kernel copies into or out
-            // of valid memory; the guest may touch it meanwhile, which is its own business,
-            // as with any device DMA into its buffers.
+            // `ptr..ptr+len` is guest RAM mapped by the guest memory the caller holds for the
+            // whole call (its slice guard is alive); the guest may touch it meanwhile, which
+            // is its own business, as with any device DMA into its buffers.
+            // SAFETY: the kernel copies into or out of valid, mapped memory (above).
             let rc = unsafe {
                 let buf = self.ptr.add(done).cast();
                 if to_file {

@@ -288,6 +288,9 @@ impl MmioTransport {
     /// `avail_event` = the next entry to take, otherwise the NO_NOTIFY flag clear (it is never
     /// set). A driver with EVENT_IDX only kicks when it passes `avail_event`.
     fn rearm_notifications(&mut self) -> Result<(), QueueError> {
+        if !self.event_idx() {
+            return Ok(()); // NO_NOTIFY is never set: nothing to re-arm
+        }
         for (i, q) in self.queues.iter_mut().enumerate() {
             if q.ready() && !self.broken[i] {
                 super::queue::rearm(q, &self.mem)?;
@@ -299,12 +302,20 @@ impl MmioTransport {
     /// Whether the used entries just added call for an interrupt: always without EVENT_IDX;
     /// with it, when some queue's used index passed the driver's `used_event`.
     fn interrupt_due(&mut self) -> bool {
+        if !self.event_idx() {
+            return true;
+        }
         let mut due = false;
         for q in self.queues.iter_mut().filter(|q| q.ready()) {
             // A queue whose used_event cannot be read: interrupt, as without EVENT_IDX.
             due |= q.needs_notification(&self.mem).unwrap_or(true);
         }
         due
+    }
+
+    /// Whether the driver negotiated EVENT_IDX.
+    fn event_idx(&self) -> bool {
+        self.driver_features & FEATURE_EVENT_IDX != 0
     }
 
     /// The features offered: the device's, plus the transport's EVENT_IDX.
@@ -375,6 +386,7 @@ impl MmioTransport {
     /// rings must lie in RAM, aligned; otherwise the queue stays not ready.
     fn set_queue_ready(&mut self, ready: bool) {
         let sel = self.queue_sel as usize;
+        let event_idx = self.event_idx();
         let (Some(q), Some(r)) = (self.queues.get_mut(sel), self.regs.get(sel)) else {
             return;
         };
@@ -395,7 +407,7 @@ impl MmioTransport {
         };
         match problem {
             None => {
-                q.set_event_idx(self.driver_features & FEATURE_EVENT_IDX != 0);
+                q.set_event_idx(event_idx);
                 q.set_ready(true);
             }
             Some(p) => {
