@@ -360,8 +360,8 @@ fn unprivileged_a_foreign_uid_is_one_clear_error() {
     );
 }
 
-#[test]
-fn sigterm_reaches_the_jailed_vmm() {
+/// microvm under `--jail` (its waiter), once the tiny guest halts for good.
+fn jailed_and_halted() -> std::process::Child {
     let mut child = microvm()
         .args(["--jail", "--cmdline", "console=ttyS0 tiny.test=halt"])
         .spawn()
@@ -371,6 +371,12 @@ fn sigterm_reaches_the_jailed_vmm() {
         "tiny: halting forever",
         "the guest never reached its halt loop",
     );
+    child
+}
+
+#[test]
+fn sigterm_reaches_the_jailed_vmm() {
+    let child = jailed_and_halted();
     // SAFETY: sending a signal to our own child process (the waiter, which forwards it).
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -502,15 +508,7 @@ fn under_seccomp_log_the_jailed_vmm_reports_a_violation_and_runs_on() {
 /// would clear it): a waiter killed by SIGKILL leaves no VM behind.
 #[test]
 fn a_killed_waiter_takes_the_jailed_vmm_with_it() {
-    let mut child = microvm()
-        .args(["--jail", "--cmdline", "console=ttyS0 tiny.test=halt"])
-        .spawn()
-        .expect("spawn microvm");
-    wait_for_stdout_line(
-        &mut child,
-        "tiny: halting forever",
-        "the guest never reached its halt loop",
-    );
+    let mut child = jailed_and_halted();
     let jailed = jailed_child(child.id());
     child.kill().expect("SIGKILL the waiter");
     let _ = child.wait();
