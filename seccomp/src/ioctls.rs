@@ -16,6 +16,7 @@ ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_bindings::kvm_msi);
 ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_bindings::kvm_mp_state);
+ioctl_io_nr!(KVM_REINJECT_CONTROL, KVMIO, 0x71);
 
 /// Names and numbers of the ioctl requests microvm knows (filters, reports, `from-strace`).
 /// Only requests with a fixed number are listed (no size-dependent `_IOC` families).
@@ -31,6 +32,7 @@ pub fn known() -> Vec<(&'static str, u64)> {
         ("KVM_IOEVENTFD", KVM_IOEVENTFD()),
         ("KVM_SIGNAL_MSI", KVM_SIGNAL_MSI()),
         ("KVM_GET_MP_STATE", KVM_GET_MP_STATE()),
+        ("KVM_REINJECT_CONTROL", KVM_REINJECT_CONTROL()),
         ("TCGETS", TCGETS),
         ("TCSETS", TCSETS),
         ("TCSETSW", TCSETSW),

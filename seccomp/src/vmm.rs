@@ -7,8 +7,8 @@
 //! set_robust_list and no writable openat.
 
 use crate::common::Io;
-use crate::ioctls::{TCGETS, TCSETS, TCSETSF, TCSETSW};
-use crate::rule::{ArgCond, ArgRule, Ioctl, SyscallRule};
+use crate::ioctls::{KVM_REINJECT_CONTROL, TCGETS, TCSETS, TCSETSF, TCSETSW};
+use crate::rule::{ArgCond, ArgRule, SyscallRule};
 use crate::KindSpec;
 
 /// waitid's idtype for a pidfd (linux/wait.h).
@@ -36,11 +36,6 @@ fn rules() -> Vec<SyscallRule> {
         write: &["stop:virtio", "irq:serial", "exit", "stdout"],
     };
     let mut rules = crate::common::rules(&kick, io);
-    let tty = |name, request, reason| Ioctl {
-        name,
-        request,
-        reason,
-    };
     rules.extend([
         SyscallRule::when(
             "waitid",
@@ -73,16 +68,20 @@ fn rules() -> Vec<SyscallRule> {
         SyscallRule::new(
             "ioctl",
             libc::SYS_ioctl,
-            "terminal attributes of stdin (fd 0) only",
-            ArgRule::Ioctls {
-                fd: Some("stdin"),
-                requests: vec![
-                    tty("TCGETS", TCGETS, "tcgetattr/isatty; tcsetattr reads back"),
-                    tty("TCSETS", TCSETS, "restore the terminal: tcsetattr(TCSANOW)"),
-                    tty("TCSETSW", TCSETSW, "tcsetattr(TCSADRAIN)"),
-                    tty("TCSETSF", TCSETSF, "tcsetattr(TCSAFLUSH)"),
-                ],
-            },
+            "terminal attributes of stdin (fd 0): TCGETS (tcgetattr, isatty), TCSETS/TCSETSW/\
+             TCSETSF (tcsetattr, restoring the terminal); KVM_REINJECT_CONTROL on the VM fd, \
+             once, right after the guest is released (PIT lost ticks discarded, off the boot's \
+             critical path)",
+            ArgRule::Match(
+                [TCGETS, TCSETS, TCSETSW, TCSETSF]
+                    .iter()
+                    .map(|&request| vec![ArgCond::fd(0, "stdin"), ArgCond::eq(1, request)])
+                    .chain([vec![
+                        ArgCond::fd(0, "vm"),
+                        ArgCond::eq(1, KVM_REINJECT_CONTROL()),
+                    ]])
+                    .collect(),
+            ),
         ),
     ]);
     rules

@@ -5,7 +5,7 @@
 //! Test builds (feature `test-hooks`) add the test hook here, in one place: see
 //! [`crate::test_hook`].
 
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use devices::acpi_pm::AcpiPm;
@@ -24,7 +24,7 @@ use crate::device_manager::{self, AttachedDevice};
 use crate::error::{Error, Result};
 use crate::event_loop::Subscriber;
 use crate::kernel::{self, LoadedKernel};
-use crate::threads::{self, Filters};
+use crate::threads::Filters;
 use crate::vcpu::{Vcpu, VmControl};
 
 /// KVM's TSS needs three pages somewhere the guest does not use; just below the BIOS
@@ -69,8 +69,6 @@ pub struct Vm {
     /// Test builds: the test hook's wake eventfds (vCPUs write them; the vmm thread and
     /// the device threads read them). Empty otherwise.
     pub hook_fds: Vec<std::os::fd::RawFd>,
-    /// Set-up still running beside the builder: join before the guest runs.
-    pub setup: PendingSetup,
 }
 
 /// Opens /dev/kvm with a plain-words error for the usual failures.
@@ -169,7 +167,10 @@ pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
         cfg.memory_mib,
         cfg.isolate == crate::config::Isolate::Devices,
     )?;
-    let setup = start_slow_setup(&kvm, &vm, &mem)?;
+    // Guest RAM's slots before the irqchip: see [`create_irqchip`].
+    crate::memory::register_memory(&vm, &mem)?;
+    crate::timings::mark(crate::timings::Phase::Memory);
+    create_irqchip(&vm)?;
     let guest = load_guest(cfg, &mem, kernel_file, initramfs, virtio.len())?;
     crate::timings::mark(crate::timings::Phase::KernelLoad);
 
@@ -197,7 +198,6 @@ pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
         virtio,
         legacy_fds: legacy.fds,
         hook_fds: Vec::new(),
-        setup,
     };
     #[cfg(feature = "test-hooks")]
     let built = crate::test_hook::register(built)?;
@@ -207,59 +207,6 @@ pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
     #[cfg(feature = "test-hooks")]
     crate::test_hook::adjust_filters(&mut built, cfg.seccomp);
     Ok(built)
-}
-
-/// Set-up steps still running on helper threads when [`build`] returns: each waits in the
-/// kernel for an SRCU grace period of the VM (~6-10 ms here) and needs nothing but the VM
-/// (and guest RAM mapped), so they overlap with the kernel load, the devices, the vCPUs,
-/// the filters and the thread spawns. [`PendingSetup::join`] before the guest runs.
-pub struct PendingSetup {
-    helpers: Vec<threads::Helper<(VmFd, Result<()>)>>,
-}
-
-impl PendingSetup {
-    /// Waits for every step and closes the VM fds they used (on the calling thread, so
-    /// that fds change only on it); the first error in set-up order, if any.
-    /// Joining again finds nothing left to wait for.
-    pub fn join(&mut self) -> Result<()> {
-        let mut result = Ok(());
-        for helper in self.helpers.drain(..) {
-            let (_own_vm_fd, r) = helper.join();
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    }
-}
-
-/// Starts the slow set-up steps: the guest RAM's memory slots and the PIT's mode
-/// ([`discard_lost_pit_ticks`]), each on a helper thread with its own fd of the VM.
-fn start_slow_setup(kvm: &Kvm, vm: &VmFd, mem: &GuestMemoryMmap) -> Result<PendingSetup> {
-    let own_vm_fd = || -> Result<VmFd> {
-        // SAFETY: `vm` owns this fd and keeps it open for the duration of the borrow.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(vm.as_raw_fd()) }
-            .try_clone_to_owned()
-            .map_err(|source| Error::Host {
-                what: "duplicating the VM fd",
-                source,
-            })?;
-        // SAFETY: `fd` is a fresh, owned duplicate of a KVM VM fd; the VmFd takes it over.
-        unsafe { kvm.create_vmfd_from_rawfd(fd.into_raw_fd()) }.map_err(kvm_err("KVM_CREATE_VM"))
-    };
-    let (slots_vm, pit_vm, mem) = (own_vm_fd()?, own_vm_fd()?, mem.clone());
-    let slots = threads::helper("vm-setup-mem", move || {
-        let r = crate::memory::register_memory(&slots_vm, &mem);
-        crate::timings::mark(crate::timings::Phase::Memory);
-        (slots_vm, r)
-    })?;
-    let pit = threads::helper("vm-setup-pit", move || {
-        let r = discard_lost_pit_ticks(&pit_vm);
-        (pit_vm, r)
-    })?;
-    Ok(PendingSetup {
-        helpers: vec![slots, pit],
-    })
 }
 
 /// Compiles the filter of each vCPU and each device thread, pinned to the fds it owns
@@ -290,21 +237,32 @@ fn compile_filters(mode: seccomp::Mode, vm: &Vm) -> Result<Filters> {
     Ok(filters)
 }
 
-/// The KVM VM with its TSS, identity map, in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT.
+/// The KVM VM with its TSS and identity map; no irqchip yet ([`create_irqchip`]).
 fn create_vm(kvm: &Kvm) -> Result<VmFd> {
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     vm.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
     vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS)
         .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
+    Ok(vm)
+}
+
+/// The in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT, made once guest RAM's slots are
+/// registered.
+///
+/// Why that order: each device the kernel puts on a KVM I/O bus (the irqchip's four, every
+/// ioeventfd) leaves the VM waiting for a grace period for ~15 ms afterwards, and the next
+/// memory-slot change or the VM's destruction waits for its end. A slot registered first
+/// takes ~0.05 ms instead of 5-10 ms, and the wait runs out while the guest runs
+/// (docs/performance.md, "Start-up and teardown").
+fn create_irqchip(vm: &VmFd) -> Result<()> {
     vm.create_irq_chip()
         .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-    Ok(vm)
+    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))
 }
 
 vmm_sys_util::ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
@@ -315,11 +273,11 @@ vmm_sys_util::ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
 ///
 /// Why: with reinjection on, the kernel's teardown of the VM (kvm_free_pit) unregisters the
 /// PIT's IRQ ack and mask notifiers, two back-to-back synchronize_srcu() calls on the VM's
-/// irq_srcu; the second is usually a normal (not expedited) grace period, several jiffies:
-/// 10-20 ms at HZ=250, paid between the guest's exit and the process's (docs/performance.md,
-/// "Start-up and teardown"). Turning it off now pays those two grace periods here instead,
-/// on a helper thread beside the rest of the set-up, and leaves kvm_free_pit nothing to do.
-fn discard_lost_pit_ticks(vm: &VmFd) -> Result<()> {
+/// irq_srcu; the second is usually a normal (not expedited) grace period, 10-20 ms at
+/// HZ=250, paid between the guest's exit and the process's. Turning it off pays them here
+/// instead, about as often, so the vmm thread does it once the guest runs ([`crate::run`]),
+/// and leaves kvm_free_pit nothing to do.
+pub fn discard_lost_pit_ticks(vm: &VmFd) -> Result<()> {
     let control = kvm_bindings::kvm_reinject_control::default();
     // SAFETY: KVM_REINJECT_CONTROL reads one kvm_reinject_control, which outlives the call.
     let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_REINJECT_CONTROL(), &control) };

@@ -175,6 +175,8 @@ pub struct VmmFds {
     pub pidfds: Vec<RawFd>,
     /// Test builds: eventfds of subscribers added to its loop (the test hook).
     pub hook: Vec<RawFd>,
+    /// The VM fd (KVM_REINJECT_CONTROL once the guest runs).
+    pub vm: RawFd,
 }
 
 /// The context of the vmm thread.
@@ -190,6 +192,7 @@ pub fn vmm(f: &VmmFds) -> FilterContext {
         .with("stop:virtio", f.stops.iter().copied())
         .with("pidfd:virtio", f.pidfds.iter().copied())
         .with("hook", f.hook.iter().copied())
+        .with("vm", [f.vm])
 }
 
 /// Logs `thread`'s fd map (read back by `microvm seccomp from-strace`).

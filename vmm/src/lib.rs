@@ -107,10 +107,9 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     );
 
     let ctl = vm.ctl.clone();
-    // `--isolate devices`: the device processes are forked now, from this thread alone (the
-    // set-up helpers are joined first), before any device touched guest data.
+    // `--isolate devices`: the device processes are forked now, from this thread alone (no
+    // other thread exists yet), before any device touched guest data.
     let procs = if cfg.isolate == Isolate::Devices {
-        vm.setup.join()?;
         let (procs, listeners) = isolate::start(std::mem::take(&mut vm.virtio), cfg.seccomp, &ctl)?;
         if log {
             seccomp::start_supervisor()?;
@@ -150,9 +149,6 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     let epoll = filter_fds::check_epoll(epoll, "vmm").map_err(host("finding the epoll fd"))?;
 
     let spawned = spawn_threads(vm.vcpus, vm.virtio, &buses, &mut vm.filters, &gate, &ctl)?;
-    // Memory slots and PIT mode, set up beside everything above; done before the sandbox
-    // check (the helpers are unfiltered threads).
-    vm.setup.join()?;
 
     let vmm_fds = filter_fds::VmmFds {
         epoll,
@@ -167,19 +163,27 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
             .collect(),
         pidfds: procs.iter().map(|p| p.pidfd()).collect(),
         hook: vm.hook_fds.clone(),
+        vm: vm.fd.as_raw_fd(),
     };
 
     // INVARIANT: every thread has been spawned. The main thread's filter goes on last so
     // that no thread inherits it (filters stack), and before the guest runs.
-    if cfg.seccomp != seccomp::Mode::Off {
+    // The status fd stays open (and so its number taken) until the VM ends.
+    let _own_status = if cfg.seccomp != seccomp::Mode::Off {
         let installed = install_own_filter(cfg.seccomp, vmm_fds);
         // Also when it failed before its install: no registration is left open.
         seccomp::close_registration();
-        installed?;
-    }
+        Some(installed?)
+    } else {
+        None
+    };
     timings::mark(timings::Phase::VcpusStarted);
     timings::mark_cpu();
     gate.open();
+    // Off the guest's critical path: it may wait ~15 ms for grace periods (see there).
+    if let Err(e) = builder::discard_lost_pit_ticks(&vm.fd) {
+        log::warn!("{e}: the PIT keeps replaying lost ticks (a slower teardown, nothing else)");
+    }
 
     let result = event_loop.run();
     timings::mark(timings::Phase::GuestExit);
@@ -229,10 +233,13 @@ fn spawn_threads(
 /// Checks every other thread carries exactly its own filter (or has ended because it could
 /// not install it), compiles this thread's (pinned to `fds` and the status file it reads
 /// back), installs it and checks it carries exactly that one; otherwise the guest does not
-/// run.
-fn install_own_filter(mode: seccomp::Mode, fds: filter_fds::VmmFds) -> Result<()> {
+/// run. Returns the status file, to be kept open while the filter lives.
+fn install_own_filter(
+    mode: seccomp::Mode,
+    fds: filter_fds::VmmFds,
+) -> Result<sandbox_check::OwnStatus> {
     sandbox_check::check_other_threads()?;
-    let own = sandbox_check::OwnStatus::open()?;
+    let mut own = sandbox_check::OwnStatus::open()?;
     let ctx = filter_fds::vmm(&filter_fds::VmmFds {
         status: Some(own.as_raw_fd()),
         ..fds
@@ -245,7 +252,8 @@ fn install_own_filter(mode: seccomp::Mode, fds: filter_fds::VmmFds) -> Result<()
         seccomp::close_registration();
         installed?;
     }
-    own.check()
+    own.check()?;
+    Ok(own)
 }
 
 /// Stops the vCPUs (stop flag, then SIGRTMIN kicks until they have left KVM_RUN), then the

@@ -157,8 +157,10 @@ impl OwnStatus {
 
     /// After the main thread installed its filter: checks it carries exactly one. Plain
     /// `read`s from the start (the file was never read), no seek or stat: the vmm filter
-    /// pins `read` to this fd and allows neither lseek nor statx.
-    pub fn check(mut self) -> Result<()> {
+    /// pins `read` to this fd and allows neither lseek nor statx. Keep `self` open for as
+    /// long as the filter lives: while it is, no fd opened later (by any thread) can take
+    /// the number the vmm filter lets the vmm thread read.
+    pub fn check(&mut self) -> Result<()> {
         let mut buf = vec![0u8; 16 * 1024];
         let mut len = 0;
         while len < buf.len() {

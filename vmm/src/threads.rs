@@ -29,52 +29,6 @@ use crate::error::{Error, Result};
 use crate::exit::VmExit;
 use crate::vcpu::VmControl;
 
-/// How long a joined set-up helper may take to leave /proc/self/task.
-const HELPER_GONE_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// A set-up step running on its own thread ([`helper`]); [`Helper::join`] gives its result.
-pub struct Helper<T> {
-    handle: JoinHandle<(libc::pid_t, T)>,
-}
-
-/// Runs `f` on a new thread named `name`, beside the caller. For set-up steps that wait in
-/// the kernel (an SRCU grace period of the VM) rather than compute: the wait then overlaps
-/// with the builder's own work. Start before any filter exists; the helper has no filter
-/// and must be joined before the sandbox check and before the guest runs. `f` must neither
-/// open nor close fds ([`crate::filter_fds::next_fd`] assumes one thread does).
-pub fn helper<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<Helper<T>> {
-    let handle = std::thread::Builder::new()
-        .name(name.to_string())
-        // SAFETY: gettid has no arguments and cannot fail.
-        .spawn(move || (unsafe { libc::gettid() }, f()))
-        .map_err(|source| Error::Host {
-            what: "spawning a set-up helper thread",
-            source,
-        })?;
-    Ok(Helper { handle })
-}
-
-impl<T> Helper<T> {
-    /// Waits for the helper's result, then until the kernel has removed its thread from
-    /// /proc/self/task (a joined thread lingers there for a moment while it exits): the
-    /// sandbox check would otherwise find a thread without a filter.
-    pub fn join(self) -> T {
-        let (tid, value) = self
-            .handle
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let task = format!("/proc/self/task/{tid}");
-        let deadline = Instant::now() + HELPER_GONE_TIMEOUT;
-        while std::path::Path::new(&task).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(20));
-        }
-        value
-    }
-}
-
 /// How long stopping may take before microvm gives up on a thread and exits anyway.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 

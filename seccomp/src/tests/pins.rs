@@ -8,7 +8,7 @@ use super::*;
 fn world(kind: ThreadKind) -> FilterContext {
     let roles: &[(&'static str, &[i32])] = match kind {
         ThreadKind::Vmm => &[("epoll", &[45]), ("signalfd", &[3]), ("status", &[46]), ("exit", &[4]),
-            ("reset", &[10]), ("poweroff", &[13]), ("irq:serial", &[9]), ("stop:virtio", &[7, 39, 42])],
+            ("reset", &[10]), ("poweroff", &[13]), ("irq:serial", &[9]), ("stop:virtio", &[7, 39, 42]), ("vm", &[6])],
         ThreadKind::Vcpu => &[("vcpu", &[36]), ("exit", &[4]), ("reset", &[11]), ("poweroff", &[14]),
             ("irq:serial", &[9]), ("irq:i8042", &[12]),
             ("notify:virtio", &[20, 17, 28, 29, 23, 25, 35, 32]), ("state:virtio", &[19, 27, 34])],
@@ -128,7 +128,8 @@ fn pin_violations(kind: ThreadKind, prog: &BpfProgram) -> Vec<String> {
             }
         }
     }
-    // ioctl: KVM_RUN on the own vCPU fd only; terminal ioctls on stdin of vmm only.
+    // ioctl: KVM_RUN on the own vCPU fd only; terminal ioctls on stdin of vmm only;
+    // KVM_REINJECT_CONTROL on the VM fd (6) of vmm only.
     let kvm_run = ioctls::KVM_RUN();
     for &fd in &fds {
         let want_run = kind == ThreadKind::Vcpu && fd == 36;
@@ -138,6 +139,14 @@ fn pin_violations(kind: ThreadKind, prog: &BpfProgram) -> Vec<String> {
         let want_tty = kind == ThreadKind::Vmm && fd == 0;
         if allows(SYS_ioctl, [fd, ioctls::TCGETS, 0x1000, 0, 0, 0]) != want_tty {
             out.push(format!("{kind}: TCGETS on fd {fd}"));
+        }
+        let want_reinject = kind == ThreadKind::Vmm && fd == 6;
+        if allows(
+            SYS_ioctl,
+            [fd, ioctls::KVM_REINJECT_CONTROL(), 0x1000, 0, 0, 0],
+        ) != want_reinject
+        {
+            out.push(format!("{kind}: KVM_REINJECT_CONTROL on fd {fd}"));
         }
         // epoll_ctl(own epoll, ADD, fd): vmm on stdin, net on its TAP, nothing else.
         for ep in [38u64, 41, 44, 45] {
