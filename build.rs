@@ -29,4 +29,8 @@ fn main() {
         "cargo:rustc-env=MICROVM_TINY_VMLINUX={}",
         out.join("tiny-vmlinux").display()
     );
+    println!(
+        "cargo:rustc-env=MICROVM_NOOP_VMLINUX={}",
+        out.join("noop-vmlinux").display()
+    );
 }

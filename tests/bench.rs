@@ -16,10 +16,15 @@ mod launch;
 mod linux;
 #[path = "../benches/bench/linux_report.rs"]
 mod linux_report;
+#[path = "../benches/bench/peers.rs"]
+mod peers;
 #[path = "../benches/bench/report/mod.rs"]
 mod report;
 #[path = "../benches/bench/run.rs"]
 mod run;
+
+#[path = "bench/rows.rs"]
+mod rows;
 
 use json::Value;
 
@@ -31,6 +36,10 @@ const KINDS: [&str; 5] = run::KINDS;
 /// Figures that must be present for microvm --seccomp true, measured.
 fn required_measured() -> Vec<String> {
     let mut v: Vec<String> = [
+        "startup.noop.exit",
+        "startup.noop.first_serial_byte",
+        "startup.noop.vmm_cpu",
+        "startup.noop.rss",
         "startup.first_serial_byte",
         "startup.exit",
         "startup.vmm_cpu_to_first_kvm_run",
@@ -131,6 +140,7 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
             "microvm-seccomp-true",
             "microvm-seccomp-false",
             "microvm-isolate-devices",
+            "firecracker",
             "qemu-microvm",
             "kvm-floor"
         ]
@@ -234,6 +244,18 @@ fn check(path: &std::path::Path, qemu_expected: Option<bool>) {
     for (name, peer) in REQUIRED_LISTED {
         assert!(find(name, peer).is_some(), "{name} of {peer} missing");
     }
+    // Firecracker, when on PATH, boots the do-nothing guest beside microvm; the ratio is
+    // listed either way (measured, or skipped with the reason).
+    let ratio = find(
+        "startup.noop.exit.ratio_to_firecracker",
+        "microvm-seccomp-true",
+    );
+    let ratio = ratio.expect("the ratio to Firecracker is listed");
+    if status("firecracker") == Some("measured") {
+        let fc = find("startup.noop.exit", "firecracker").expect("firecracker's figure");
+        assert!(fc.get("median").is_some(), "{fc:?}");
+        assert!(ratio.get("median").is_some(), "{ratio:?}");
+    }
     let irq = find("exit.irqfd-roundtrip", "microvm-seccomp-true").expect("irqfd figure");
     // The median, not the min: each figure is a difference of two whole runs, and on a
     // loaded machine one round's boot noise can exceed a --quick loop.
@@ -284,119 +306,6 @@ fn floor_loop_code_jumps_where_it_should() {
     assert_eq!(c, [0x85, 0xC9, 0x74, 5, 0xEC, 0xFF, 0xC9, 0x75, 0xFB, 0xF4]);
     let c = floor::code(floor::Kind::MmioRead);
     assert_eq!((c[3], c[9]), (6, (-6i8) as u8));
-}
-
-/// A VMM run of `wall_ms` from exec to exit (the rest as a passing tiny guest leaves it).
-fn vm_run(wall_ms: u64) -> Result<run::Sample, String> {
-    Ok(run::Sample::Vm(Box::new(launch::RunResult {
-        t_start_ns: 1_000_000_000,
-        t_first_ns: Some(1_010_000_000),
-        t_exit_ns: 1_000_000_000 + wall_ms * 1_000_000,
-        exit_code: Some(0),
-        maxrss_kib: 4000,
-        utime_us: 100,
-        stime_us: 1000,
-        stdout: "tiny: PASS\n".into(),
-        stderr: String::new(),
-    })))
-}
-
-/// The isolate peer's rows, from made-up rounds: its costs pair each round's processes with
-/// the same round's threads (a failed run drops its round), and it has no rows for the exit
-/// loops that never reach a device.
-#[test]
-fn isolate_peer_rows_pair_processes_with_threads_per_round() {
-    use run::{Case, Peer};
-    let o = run::Options::parse(&["--quick".into()], "/microvm".into(), "/vmlinux".into())
-        .expect("options");
-    let base = Case::Exit("none", 0);
-    let irq = Case::Exit(run::IRQ_KIND, run::irq_rounds(o.exits));
-    let mut r = run::Results::new();
-    // Three rounds: base and irqfd loop (ms); the threads' irqfd run of round 2 failed.
-    r.insert(
-        (Peer::MicrovmSeccomp, base),
-        vec![vm_run(100), vm_run(100), vm_run(110)],
-    );
-    r.insert(
-        (Peer::MicrovmIsolate, base),
-        vec![vm_run(120), vm_run(130), vm_run(110)],
-    );
-    let failed = Err("the guest did not pass".to_string());
-    r.insert(
-        (Peer::MicrovmSeccomp, irq),
-        vec![vm_run(300), failed, vm_run(210)],
-    );
-    r.insert(
-        (Peer::MicrovmIsolate, irq),
-        vec![vm_run(520), vm_run(530), vm_run(510)],
-    );
-    let ok = |p: Peer| (p, Ok(p.name().to_string()));
-    let status: run::PeerStatus = vec![ok(Peer::MicrovmSeccomp), ok(Peer::MicrovmIsolate)];
-    let figs = report::figures(&o, &r, &status);
-    let get = |name: &str, peer: Peer| {
-        let f = figs
-            .iter()
-            .find(|f| f.name == name && f.peer == peer.name());
-        f.unwrap_or_else(|| panic!("{name} of {} missing", peer.name()))
-    };
-    let cost = get("isolate.cost.exit.irqfd-roundtrip", Peer::MicrovmIsolate);
-    let s = cost.value.as_ref().expect("measured");
-    // Round 1: 400 / 200 ms; round 2 dropped; round 3: 400 / 100 ms.
-    assert_eq!((s.n, s.min, s.max), (2, 2.0, 4.0), "{cost:?}");
-    let boot = get("isolate.cost.startup.exit", Peer::MicrovmIsolate);
-    let s = boot.value.as_ref().expect("measured");
-    assert_eq!((s.n, s.min, s.max), (3, 1.0, 1.3), "{boot:?}");
-    let per = get("exit.irqfd-roundtrip", Peer::MicrovmIsolate);
-    assert_eq!(per.value.as_ref().map(|s| s.n), Ok(3), "{per:?}");
-    assert!(get("devices.blk-read-4k", Peer::MicrovmIsolate)
-        .value
-        .is_err());
-    for kind in run::KINDS {
-        let listed = figs
-            .iter()
-            .any(|f| f.name == format!("exit.{kind}") && f.peer == Peer::MicrovmIsolate.name());
-        assert_eq!(listed, run::ISOLATE_KINDS.contains(&kind), "exit.{kind}");
-    }
-    // A device loop whose runs ended before their round's boot alone: lost in the noise.
-    let rng = Case::Dev("rng-read", run::DEV_KINDS[0].1);
-    r.insert(
-        (Peer::MicrovmIsolate, rng),
-        vec![vm_run(110), vm_run(120), vm_run(90)],
-    );
-    let figs = report::figures(&o, &r, &status);
-    let peer = Peer::MicrovmIsolate.name();
-    let lost = figs
-        .iter()
-        .find(|f| f.name == "devices.rng-read" && f.peer == peer);
-    let want = Err(report::LOST_IN_NOISE.to_string());
-    assert_eq!(lost.map(|f| f.value.clone()), Some(want));
-    let (prog, args) = run::command(&o, "/qemu".as_ref(), Peer::MicrovmIsolate, base);
-    assert_eq!(prog, std::path::Path::new("/microvm"));
-    let args = args.join(" ");
-    assert!(
-        args.contains("--seccomp true") && args.contains("--isolate devices"),
-        "{args}"
-    );
-    assert!(
-        args.contains("--kernel /vmlinux --boot pvh"),
-        "the same guest: {args}"
-    );
-
-    // A skipped isolate peer: every row says why, none has a number.
-    let status: run::PeerStatus = vec![
-        ok(Peer::MicrovmSeccomp),
-        (Peer::MicrovmIsolate, Err("no user namespaces".into())),
-    ];
-    let figs = report::figures(&o, &r, &status);
-    let rows: Vec<_> = figs
-        .iter()
-        .filter(|f| f.peer == Peer::MicrovmIsolate.name())
-        .collect();
-    assert!(rows.len() >= 10, "{rows:?}");
-    for f in rows {
-        let why = f.value.as_ref().expect_err("skipped");
-        assert!(why.contains("no user namespaces"), "{f:?}");
-    }
 }
 
 #[test]

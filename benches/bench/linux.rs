@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::linux_report::{self, Boot};
+use crate::peers::on_path;
 use crate::run::Options;
 
 /// What every guest boot runs: the scenario init's `info` (CPUs, devices, hwrng), then
@@ -125,14 +126,6 @@ pub struct LinuxOutcome {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// `--file SRC:DEST` pairs for a dynamically linked program: itself at `dest` and every

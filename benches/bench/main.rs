@@ -9,6 +9,7 @@ mod json;
 mod launch;
 mod linux;
 mod linux_report;
+mod peers;
 mod report;
 mod run;
 

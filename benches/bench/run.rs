@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::floor;
 use crate::launch::{self, RunResult};
+pub use crate::peers::{command, Peer, FIRECRACKER_NO_LOOPS, FIRECRACKER_NO_TINY};
+use crate::peers::{find_firecracker, find_qemu};
 
 /// The exit loops of the tiny guest's `bench` scenario (and of the floor).
 pub const KINDS: [&str; 5] = [
@@ -48,68 +50,17 @@ pub const DEV_KINDS: [(&str, u64, u64); 5] = [
     ("blk-write-64k", 64 << 20, 64 << 20),
 ];
 /// Size of the file-backed disk of the blk loops.
-const DISK_SIZE: u64 = 64 << 20;
+pub const DISK_SIZE: u64 = 64 << 20;
 /// (MiB, vCPUs) of the RSS sweep, besides the 128 MiB / 1 vCPU baseline.
 pub const RSS_SWEEP: [(u64, u8); 5] = [(1024, 1), (8192, 1), (128, 4), (128, 16), (128, 32)];
 /// Timeout of one VMM run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-/// QEMU's firmware for `-M microvm` with an MP table (qboot's has no processor entries).
-const QEMU_FIRMWARE: &str = "/usr/share/seabios/bios-microvm.bin";
-
-/// Who runs the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Peer {
-    /// microvm --seccomp true.
-    MicrovmSeccomp,
-    /// microvm --seccomp false.
-    MicrovmNoSeccomp,
-    /// microvm --seccomp true --isolate devices: each virtio device in a process of its own.
-    MicrovmIsolate,
-    /// qemu-system-x86_64 -M microvm.
-    Qemu,
-    /// The bench's own bare KVM loop (exit loops only).
-    Floor,
-}
-
-impl Peer {
-    /// Every peer, in table order.
-    pub const ALL: [Peer; 5] = [
-        Peer::MicrovmSeccomp,
-        Peer::MicrovmNoSeccomp,
-        Peer::MicrovmIsolate,
-        Peer::Qemu,
-        Peer::Floor,
-    ];
-
-    /// Name in the table and the JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Peer::MicrovmSeccomp => "microvm-seccomp-true",
-            Peer::MicrovmNoSeccomp => "microvm-seccomp-false",
-            Peer::MicrovmIsolate => "microvm-isolate-devices",
-            Peer::Qemu => "qemu-microvm",
-            Peer::Floor => "kvm-floor",
-        }
-    }
-
-    /// Whether this peer is microvm (any of its configurations).
-    pub fn is_microvm(self) -> bool {
-        matches!(
-            self,
-            Peer::MicrovmSeccomp | Peer::MicrovmNoSeccomp | Peer::MicrovmIsolate
-        )
-    }
-
-    /// Whether this peer runs `kind`'s exit loop (`microvm-isolate-devices`: only those
-    /// that involve a device).
-    pub fn runs_exit_loop(self, kind: &str) -> bool {
-        self != Peer::MicrovmIsolate || ISOLATE_KINDS.contains(&kind)
-    }
-}
-
 /// What one run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Case {
+    /// The do-nothing guest (`noop-vmlinux`: "noop" on COM1, then the VM's exit) at
+    /// 128 MiB / 1 vCPU, every VMM with its defaults: the start-up figures.
+    Noop,
     /// `tiny.bench=<kind>:<n>` at 128 MiB / 1 vCPU; kind "none" is the t(0) baseline.
     Exit(&'static str, u32),
     /// `tiny.bench=none:0` at (MiB, vCPUs).
@@ -122,6 +73,7 @@ impl Case {
     /// The guest scenario, as the table shows it.
     pub fn scenario(&self) -> String {
         match self {
+            Case::Noop => "noop-vmlinux (writes \"noop\", exits)".to_string(),
             Case::Exit(kind, n) => format!("tiny.test=bench tiny.bench={kind}:{n}"),
             Case::Rss(mem, cpus) => {
                 format!("tiny.test=bench tiny.bench=none:0 --memory {mem} --cpus {cpus}")
@@ -155,6 +107,8 @@ pub struct Options {
     pub microvm: PathBuf,
     /// The tiny guest ELF (with its PVH note).
     pub vmlinux: PathBuf,
+    /// The do-nothing guest ELF (with its PVH note).
+    pub noop: PathBuf,
     /// The file-backed disk of the blk loops.
     pub disk: PathBuf,
     /// --linux: the stock-kernel boot section in the nested host (crate::linux).
@@ -167,7 +121,12 @@ pub struct Options {
 
 impl Options {
     /// Parses the bench's arguments (cargo's own `--bench` is ignored).
-    pub fn parse(args: &[String], microvm: PathBuf, vmlinux: PathBuf) -> Result<Options> {
+    pub fn parse(
+        args: &[String],
+        microvm: PathBuf,
+        vmlinux: PathBuf,
+        noop: PathBuf,
+    ) -> Result<Options> {
         let mut o = Options {
             quick: false,
             rounds: 0,
@@ -177,6 +136,7 @@ impl Options {
             no_qemu: false,
             microvm,
             vmlinux,
+            noop,
             disk: PathBuf::new(),
             linux: false,
             linux_only: false,
@@ -252,143 +212,13 @@ impl Rng {
     }
 }
 
-/// Finds (or, as root on Debian, installs) QEMU; Err = why it cannot run.
-fn find_qemu() -> std::result::Result<PathBuf, String> {
-    let lookup = || {
-        std::env::var_os("PATH").and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("qemu-system-x86_64"))
-                .find(|p| p.is_file())
-        })
-    };
-    let qemu = match lookup() {
-        Some(q) => q,
-        None => {
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
-                return Err("qemu-system-x86_64 is not installed and the bench is not root (install Debian's qemu-system-x86)".into());
-            }
-            eprintln!("bench: installing qemu-system-x86 (apt-get) ...");
-            let ok = std::process::Command::new("apt-get")
-                .args(["install", "-y", "-q", "qemu-system-x86"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            match lookup() {
-                Some(q) if ok => q,
-                _ => return Err("apt-get install qemu-system-x86 failed".into()),
-            }
-        }
-    };
-    if !Path::new(QEMU_FIRMWARE).is_file() {
-        return Err(format!("{QEMU_FIRMWARE} (Debian's seabios) is missing"));
-    }
-    Ok(qemu)
-}
-
-fn cmdline(case: Case) -> (String, u64, u8) {
-    let (kind, n, mem, cpus): (&str, u64, u64, u8) = match case {
-        Case::Exit(kind, n) => (kind, u64::from(n), 128, 1),
-        Case::Rss(mem, cpus) => ("none", 0, mem, cpus),
-        Case::Dev(kind, bytes) => (kind, bytes, 128, 1),
-    };
-    (
-        format!("console=ttyS0 reboot=k tiny.test=bench tiny.bench={kind}:{n} tiny.cpus={cpus}"),
-        mem,
-        cpus,
-    )
-}
-
-/// The command line of `peer` for `case`.
-pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Vec<String>) {
-    let (cl, mem, cpus) = cmdline(case);
-    let kernel = o.vmlinux.display().to_string();
-    let disk = o.disk.display().to_string();
-    let with_disk = matches!(case, Case::Dev(kind, _) if kind.starts_with("blk"));
-    match peer {
-        Peer::Qemu => {
-            let args = [
-                "-M",
-                "microvm,acpi=off",
-                "-enable-kvm",
-                "-cpu",
-                "host,-arch-capabilities",
-                "-bios",
-                QEMU_FIRMWARE,
-                "-global",
-                "virtio-mmio.force-legacy=false",
-                "-m",
-                &mem.to_string(),
-                "-smp",
-                &cpus.to_string(),
-                "-nodefaults",
-                "-no-user-config",
-                "-nographic",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=4",
-                "-device",
-                "virtio-rng-device",
-                "-kernel",
-                &kernel,
-                "-append",
-                &cl,
-            ];
-            let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            if with_disk {
-                let drive = format!("file={disk},format=raw,if=none,id=d0");
-                for a in ["-drive", &drive, "-device", "virtio-blk-device,drive=d0"] {
-                    args.push(a.to_string());
-                }
-            }
-            (qemu.to_path_buf(), args)
-        }
-        _ => {
-            let seccomp = if peer == Peer::MicrovmNoSeccomp {
-                "false"
-            } else {
-                "true"
-            };
-            let args = [
-                "--kernel",
-                &kernel,
-                "--boot",
-                "pvh",
-                "--seccomp",
-                seccomp,
-                "--timings",
-                "--memory",
-                &mem.to_string(),
-                "--cpus",
-                &cpus.to_string(),
-                "--rng",
-                "on",
-                "--cmdline",
-                &cl,
-            ];
-            let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            if peer == Peer::MicrovmIsolate {
-                args.push("--isolate".into());
-                args.push("devices".into());
-            }
-            if with_disk {
-                args.push("--disk".into());
-                args.push(format!("path={disk}"));
-            }
-            (o.microvm.clone(), args)
-        }
-    }
-}
-
 /// Runs a floor case in this process.
 fn run_floor(case: Case) -> Result<Sample> {
     let (kind, n) = match case {
         Case::Exit(k, n) => (k, n),
-        Case::Rss(..) | Case::Dev(..) => bail!("the floor has no RSS or device case"),
+        Case::Noop | Case::Rss(..) | Case::Dev(..) => {
+            bail!("the floor has no start-up, RSS or device case")
+        }
     };
     let kvm = kvm_ioctls::Kvm::new().context("opening /dev/kvm")?;
     let kind = match kind {
@@ -410,7 +240,11 @@ fn run_vm(launcher: &Path, o: &Options, qemu: &Path, peer: Peer, case: Case) -> 
         Peer::Qemu => matches!(r.exit_code, Some(0) | Some(1)),
         _ => r.exit_code == Some(0),
     };
-    if !ok_code || !r.stdout.contains("tiny: PASS") || r.stdout.contains("tiny: FAIL") {
+    let passed = match case {
+        Case::Noop => r.stdout.contains("noop\n"),
+        _ => r.stdout.contains("tiny: PASS") && !r.stdout.contains("tiny: FAIL"),
+    };
+    if !ok_code || !passed {
         bail!("the guest did not pass:\n{}", r.tail());
     }
     Ok(Sample::Vm(Box::new(r)))
@@ -420,6 +254,12 @@ fn run_vm(launcher: &Path, o: &Options, qemu: &Path, peer: Peer, case: Case) -> 
 pub fn jobs(o: &Options, peers: &[Peer]) -> Vec<(Peer, Case)> {
     let mut jobs = Vec::new();
     for &peer in peers {
+        if peer != Peer::Floor {
+            jobs.push((peer, Case::Noop));
+        }
+        if peer == Peer::Firecracker {
+            continue;
+        }
         jobs.push((peer, Case::Exit("none", 0)));
         for kind in KINDS {
             // QEMU boots through SeaBIOS in KVM's emulator here (seconds per boot), so
@@ -433,7 +273,7 @@ pub fn jobs(o: &Options, peers: &[Peer]) -> Vec<(Peer, Case)> {
             }
             jobs.push((peer, Case::Exit(kind, o.exits)));
         }
-        if peer != Peer::Floor {
+        if !matches!(peer, Peer::Floor | Peer::Firecracker) {
             jobs.push((peer, Case::Exit(IRQ_KIND, irq_rounds(o.exits))));
         }
         if peer == Peer::MicrovmSeccomp {
@@ -468,7 +308,12 @@ pub fn run_rounds(o: &Options, launcher: &Path) -> (Results, PeerStatus) {
     for peer in Peer::ALL {
         let st = match (peer, &qemu) {
             (Peer::Qemu, Err(e)) => Err(e.clone()),
-            (Peer::Qemu, Ok(q)) => Ok(format!("{} (-M microvm, SeaBIOS, PVH)", q.display())),
+            (Peer::Qemu, Ok(q)) => Ok(format!(
+                "{} -M microvm: the do-nothing guest with its defaults (qboot, ACPI), the tiny guest with SeaBIOS and acpi=off",
+                q.display()
+            )),
+            (Peer::Firecracker, _) => find_firecracker(o)
+                .map(|fc| format!("{} --no-api --config-file (its defaults: no device)", fc.display())),
             (Peer::Floor, _) => kvm_ioctls::Kvm::new()
                 .map(|_| "kvm-ioctls, 1 vCPU, no irqchip/devices/seccomp".to_string())
                 .map_err(|e| format!("cannot open /dev/kvm: {e}")),
@@ -480,7 +325,10 @@ pub fn run_rounds(o: &Options, launcher: &Path) -> (Results, PeerStatus) {
             let r = if peer == Peer::Floor {
                 run_floor(Case::Exit("pio-read", 10))
             } else {
-                run_vm(launcher, o, &qemu_path, peer, Case::Exit("none", 0))
+                run_vm(launcher, o, &qemu_path, peer, Case::Noop).and_then(|_| match peer {
+                    Peer::Firecracker => Ok(Sample::Floor(0)),
+                    _ => run_vm(launcher, o, &qemu_path, peer, Case::Exit("none", 0)),
+                })
             };
             r.map(|_| desc)
                 .map_err(|e| format!("cannot run here: {e:#}"))
@@ -535,6 +383,7 @@ pub fn bench_main(args: &[String]) -> Result<PathBuf> {
         args,
         PathBuf::from(env!("CARGO_BIN_EXE_microvm")),
         PathBuf::from(env!("MICROVM_TINY_VMLINUX")),
+        PathBuf::from(env!("MICROVM_NOOP_VMLINUX")),
     )?;
     if let Some(dir) = o.json.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -132,7 +132,8 @@ pub fn check_other_threads() -> Result<()> {
             }
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(1));
+        // Threads install their filter within a few hundred µs of their spawn.
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 

@@ -2,7 +2,9 @@
 //! CPU) and the guest-observed irqfd round trip.
 
 use super::{fig, paired, skipped, vm, Ctx, Figure, NOT_IN_QUICK};
-use crate::run::{irq_rounds, Case, Peer, Sample, IRQ_KIND, IRQ_NO_FLOOR, KINDS};
+use crate::run::{
+    irq_rounds, Case, Peer, Sample, FIRECRACKER_NO_LOOPS, IRQ_KIND, IRQ_NO_FLOOR, KINDS,
+};
 
 /// Per round: (cpu(k) - cpu(z)) / n of the VMM, user (`user`) or system time, µs.
 fn cpu_per(k: &[Option<&Sample>], z: &[Option<&Sample>], n: f64, user: bool) -> Vec<f64> {
@@ -38,6 +40,9 @@ fn loop_figures(c: &Ctx, peer: Peer, kind: &'static str, floor: &[f64], out: &mu
     let (case, base) = (Case::Exit(kind, c.o.exits), Case::Exit("none", 0));
     let (sc, name) = (case.scenario(), format!("exit.{kind}"));
     if !peer.runs_exit_loop(kind) {
+        if peer == Peer::Firecracker {
+            out.push(skipped(name, peer, sc, "us", FIRECRACKER_NO_LOOPS));
+        }
         return;
     }
     if let Some(why) = c.skip_reason(peer) {
@@ -89,6 +94,7 @@ pub fn irqfd_figures(c: &Ctx, out: &mut Vec<Figure>) {
     for peer in Peer::ALL {
         let why = match (peer, c.skip_reason(peer)) {
             (Peer::Floor, _) => Some(IRQ_NO_FLOOR.to_string()),
+            (Peer::Firecracker, _) => Some(FIRECRACKER_NO_LOOPS.to_string()),
             (_, Some(why)) => Some(format!("peer skipped: {why}")),
             _ => None,
         };
