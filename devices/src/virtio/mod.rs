@@ -13,6 +13,7 @@
 //!   and net, with the timerfd that resumes a throttled queue.
 
 pub mod block;
+pub mod iov;
 pub mod mmio;
 pub mod net;
 pub mod proxy;

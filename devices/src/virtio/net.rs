@@ -1,15 +1,19 @@
 //! virtio-net (device ID 1) on a TAP: queue 0 = rx, queue 1 = tx, no control queue.
 //!
-//! tx: each chain's device-readable buffers (virtio-net header + frame) are gathered into
-//! one bounded buffer and written to the TAP. rx: while the guest has rx buffers, frames
-//! are read from the TAP into them; when it has none, the device thread stops polling the
-//! TAP until the guest notifies rx again (no busy loop, nothing queued on the host).
+//! tx: each chain's device-readable buffers (virtio-net header + frame, at most MAX_FRAME
+//! bytes) go to the TAP in one writev, straight from guest RAM but for the header, which
+//! is the device's own. rx: while the guest has rx buffers, each frame is read from the TAP
+//! in one readv straight into a buffer chain (a scratch area after it catches what does not
+//! fit, so a short buffer truncates the frame and never fails the read); when it has none,
+//! the device thread stops polling the TAP until the guest notifies rx again (no busy loop,
+//! nothing queued on the host). No bounce copy either way.
 //! If the TAP fails (EBADFD, EIO, ...), both queues stop with one log line; the VM runs on.
 //! A frame the TAP refuses (EINVAL, EMSGSIZE) is dropped and counted; the queues go on.
 //!
 //! Rate limits (`bw=`): tx and rx each get a bucket of Ethernet-frame bytes (the virtio-net
 //! header does not count). A throttled tx chain stays in the ring; a received frame that
-//! must wait is kept (one frame) and the TAP is not polled until the timer fires.
+//! must wait is kept in its buffer, not yet used (one frame), and the TAP is not polled
+//! until the timer fires.
 //!
 //! Headers: no offload is offered, so the guest's virtio_net_hdr on tx is zeroed before the
 //! host kernel sees it (a hostile gso_type/csum_start cannot reach the TAP's GSO paths), and
@@ -20,9 +24,10 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::Bytes;
+use vm_memory::{Address, Bytes};
 
-use super::queue;
+use super::iov::Iovecs;
+use super::queue::{self, Desc};
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::throttle::{self, Throttle};
 use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FEATURE_VERSION_1};
@@ -56,12 +61,10 @@ pub struct Net {
     tap_failed: bool,
     /// Frames the TAP refused (EINVAL, EMSGSIZE) and that were dropped.
     tx_refused: u64,
-    /// tx frames are gathered here.
-    buf: Vec<u8>,
-    /// rx frames are read here; one may wait here for its rx tokens.
-    rx_buf: Vec<u8>,
-    /// Length of the frame in `rx_buf` that waits for its rx tokens.
-    rx_deferred: Option<usize>,
+    /// Where an rx frame's bytes beyond its buffer chain go (and a dropped frame's).
+    rx_scratch: Vec<u8>,
+    /// A received frame waiting for its rx tokens: (chain head, bytes written, frame bytes).
+    rx_held: Option<(u16, usize, usize)>,
     rx_throttle: Option<Throttle>,
     tx_throttle: Option<Throttle>,
 }
@@ -83,9 +86,8 @@ impl Net {
             rx_stalled: false,
             tap_failed: false,
             tx_refused: 0,
-            buf: vec![0; MAX_FRAME],
-            rx_buf: vec![0; MAX_FRAME],
-            rx_deferred: None,
+            rx_scratch: vec![0; MAX_FRAME],
+            rx_held: None,
             rx_throttle: None,
             tx_throttle: None,
         }
@@ -113,9 +115,31 @@ impl Net {
         ));
     }
 
-    /// Writes the first `len` bytes of the buffer (header + frame) to the TAP.
-    fn send(&mut self, len: usize, log: &mut RateLimitedLog) {
-        match self.tap.write(&self.buf[..len]) {
+    /// Writes one frame to the TAP: a zeroed header (no offload was negotiated, so nothing
+    /// in the guest's is meaningful, and none of it reaches the host kernel), then the
+    /// chain's readable bytes after the header, straight from guest RAM.
+    fn send(&mut self, head: u16, descs: &[Desc], mem: &Mem, log: &mut RateLimitedLog) {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let mut iov = Iovecs::default();
+        let mut skip = VNET_HDR_LEN;
+        let mut built = iov.push_host(&mut hdr);
+        for d in descs.iter().filter(|d| !d.writable) {
+            let n = d.len as usize;
+            let s = skip.min(n);
+            skip -= s;
+            if built.is_ok() && n > s {
+                built = match d.addr.checked_add(s as u64) {
+                    Some(addr) => iov.push_guest(mem, addr, n - s),
+                    None => Err(super::iov::IovError::OutsideRam),
+                };
+            }
+        }
+        if let Err(e) = built {
+            log.warn(format_args!("tx request {head}: {e}: frame dropped"));
+            return;
+        }
+        let len = iov.len();
+        match self.tap.writev(&iov) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 log.warn(format_args!("TAP full: frame dropped"));
@@ -156,24 +180,10 @@ impl Net {
                         queue::undo_pop(q);
                         break;
                     }
-                    let mut len = 0usize;
-                    let mut ok = true;
-                    for d in descs.iter().filter(|d| !d.writable) {
-                        let n = d.len as usize;
-                        if n > self.buf.len() - len
-                            || mem.read_slice(&mut self.buf[len..len + n], d.addr).is_err()
-                        {
-                            ok = false;
-                            break;
-                        }
-                        len += n;
-                    }
-                    if !ok || len < VNET_HDR_LEN {
-                        log.warn(format_args!("tx request {}: bad frame dropped", req.head));
+                    if (VNET_HDR_LEN..=MAX_FRAME).contains(&total) {
+                        self.send(req.head, &descs, mem, log);
                     } else {
-                        // No offload was negotiated: nothing in the header is meaningful.
-                        self.buf[..VNET_HDR_LEN].fill(0);
-                        self.send(len, log);
+                        log.warn(format_args!("tx request {}: bad frame dropped", req.head));
                     }
                 }
                 Ok(_) => {}
@@ -184,24 +194,52 @@ impl Net {
         Ok(used)
     }
 
-    /// Reads one frame from the TAP into `rx_buf`, num_buffers set to 1; None when there
-    /// is none (or the TAP failed).
-    fn read_frame(&mut self, log: &mut RateLimitedLog) -> Option<usize> {
-        match self.tap.read(&mut self.rx_buf) {
-            Ok(n) => {
-                if n >= VNET_HDR_LEN {
-                    self.rx_buf[NUM_BUFFERS_OFFSET..VNET_HDR_LEN]
-                        .copy_from_slice(&1u16.to_le_bytes());
+    /// Reads one frame from the TAP into `chain`'s writable buffers (the rest, if any, into
+    /// the scratch area), num_buffers set to 1: Some((bytes written to the chain, frame
+    /// bytes)); None when the TAP has none (or failed). A chain outside RAM, or an Err
+    /// chain, gets nothing: the frame is read into the scratch area and dropped.
+    fn read_frame(
+        &mut self,
+        head: u16,
+        chain: Option<&[Desc]>,
+        mem: &Mem,
+        log: &mut RateLimitedLog,
+    ) -> Option<(usize, usize)> {
+        let mut iov = Iovecs::default();
+        let mut room = 0;
+        if let Some(descs) = chain {
+            for d in descs.iter().filter(|d| d.writable) {
+                let n = (d.len as usize).min(MAX_FRAME - room);
+                if let Err(e) = iov.push_guest(mem, d.addr, n) {
+                    log.warn(format_args!("rx buffer {head}: {e}: frame dropped"));
+                    iov = Iovecs::default();
+                    room = 0;
+                    break;
                 }
-                Some(n)
+                room += n;
             }
+        }
+        // Never short: what the chain cannot take lands here.
+        let _ = iov.push_host(&mut self.rx_scratch);
+        let n = match self.tap.readv(&iov) {
+            Ok(n) => n,
             Err(e) => {
                 if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted {
                     self.tap_error(log, "read", e);
                 }
-                None
+                return None;
             }
+        };
+        drop(iov);
+        let written = n.min(room);
+        if written < n && room > 0 {
+            log.warn(format_args!("rx buffer {head} too small: frame truncated"));
         }
+        if let (Some(descs), true) = (chain, written >= VNET_HDR_LEN) {
+            let one = 1u16.to_le_bytes();
+            write_at(descs, mem, NUM_BUFFERS_OFFSET, &one);
+        }
+        Some((written, n))
     }
 
     fn receive(
@@ -211,6 +249,14 @@ impl Net {
         log: &mut RateLimitedLog,
     ) -> Result<bool, QueueError> {
         let mut used = false;
+        if let Some((head, written, n)) = self.rx_held {
+            if !throttle::admit(&mut self.rx_throttle, frame_bytes(n), log) {
+                return Ok(false);
+            }
+            self.rx_held = None;
+            queue::complete(q, mem, head, written as u32)?;
+            used = true;
+        }
         while !self.tap_failed {
             let Some(req) = queue::pop(q, mem)? else {
                 // Out of rx buffers: ask for a kick at the next one, then look once more, so
@@ -222,45 +268,19 @@ impl Net {
                 self.rx_stalled = true;
                 break;
             };
-            let n = match self.rx_deferred.take() {
-                Some(n) => n,
-                None => match self.read_frame(log) {
-                    Some(n) => n,
-                    None => {
-                        queue::undo_pop(q);
-                        break;
-                    }
-                },
-            };
-            if !throttle::admit(&mut self.rx_throttle, frame_bytes(n), log) {
-                // The frame waits in rx_buf, the buffer in the ring, for the rx timer.
-                self.rx_deferred = Some(n);
+            let chain = req.descs.as_ref().ok().map(Vec::as_slice);
+            if let Err(e) = &req.descs {
+                log.warn(format_args!("rx buffer {}: {e}: frame dropped", req.head));
+            }
+            let Some((written, n)) = self.read_frame(req.head, chain, mem, log) else {
                 queue::undo_pop(q);
                 break;
-            }
-            let written = match req.descs {
-                Err(e) => {
-                    log.warn(format_args!("rx buffer {}: {e}: frame dropped", req.head));
-                    0
-                }
-                Ok(descs) => {
-                    let frame = &self.rx_buf[..n];
-                    let written = queue::fill_writable(&descs, n, |addr, from, len| {
-                        if mem.write_slice(&frame[from..from + len], addr).is_err() {
-                            log.warn(format_args!("rx buffer {} outside RAM", req.head));
-                            return 0;
-                        }
-                        len
-                    });
-                    if written < n {
-                        log.warn(format_args!(
-                            "rx buffer {} too small: frame truncated",
-                            req.head
-                        ));
-                    }
-                    written
-                }
             };
+            if !throttle::admit(&mut self.rx_throttle, frame_bytes(n), log) {
+                // The frame waits in its buffer, not yet used, for the rx timer.
+                self.rx_held = Some((req.head, written, n));
+                break;
+            }
             queue::complete(q, mem, req.head, written as u32)?;
             used = true;
         }
@@ -309,7 +329,7 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.rx_stalled = false;
-        self.rx_deferred = None;
+        self.rx_held = None;
         for t in [&mut self.rx_throttle, &mut self.tx_throttle]
             .into_iter()
             .flatten()
@@ -341,7 +361,7 @@ impl VirtioDevice for Net {
 
     fn wants_host_fd(&self) -> bool {
         // A frame waiting for rx tokens: the rx timer, not the TAP, says when to go on.
-        !self.rx_stalled && !self.tap_failed && self.rx_deferred.is_none()
+        !self.rx_stalled && !self.tap_failed && self.rx_held.is_none()
     }
 
     fn process_host_fd(
@@ -358,6 +378,25 @@ impl VirtioDevice for Net {
             }
         }
     }
+}
+
+/// Writes `bytes` at byte `offset` of `descs`' writable buffers (what fits).
+fn write_at(descs: &[Desc], mem: &Mem, offset: usize, bytes: &[u8]) {
+    let end = offset + bytes.len();
+    queue::fill_writable(descs, end, |addr, from, len| {
+        // The part of [from, from + len) that overlaps [offset, end).
+        let (lo, hi) = (from.max(offset), (from + len).min(end));
+        if lo < hi {
+            let at = addr.checked_add((lo - from) as u64);
+            if at.is_none_or(|a| {
+                mem.write_slice(&bytes[lo - offset..hi - offset], a)
+                    .is_err()
+            }) {
+                return 0;
+            }
+        }
+        len
+    });
 }
 
 #[cfg(test)]

@@ -240,3 +240,110 @@ fn rx_bytes_limit_keeps_the_frame_and_stops_polling_the_tap() {
     assert_eq!(got, [2; 16], "the kept frame, intact");
     assert!(h.t.wanted_host_fd().is_some(), "polling the TAP again");
 }
+
+/// Writes `frame` to the host end of the fake TAP.
+fn inject(peer: &OwnedFd, frame: &[u8]) {
+    // SAFETY: writing `frame`.
+    let n = unsafe { libc::write(peer.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(n as usize, frame.len());
+}
+
+#[test]
+fn tx_gathers_split_chains_straight_from_guest_memory_with_the_devices_header() {
+    let (tap, peer) = fake_tap();
+    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    h.init();
+    // The header split 5 + 7 over two buffers, the second also holding the frame's start;
+    // the guest's header bytes are garbage (0xee) and must not reach the TAP.
+    h.mem.write_slice(&[0xee; 5], GuestAddress(DATA)).unwrap();
+    let mut second = vec![0xee; 7];
+    second.extend_from_slice(b"abc");
+    h.mem
+        .write_slice(&second, GuestAddress(DATA + 0x100))
+        .unwrap();
+    h.mem
+        .write_slice(b"defgh", GuestAddress(DATA + 0x200))
+        .unwrap();
+    let mut tx = h.ring(TX);
+    tx.add(&[
+        (DATA, 5, false),
+        (DATA + 0x100, 10, false),
+        (DATA + 0x200, 5, false),
+    ]);
+    h.t.notify(TX);
+    assert_eq!(h.used(TX).0, 1);
+    let got = recv(&peer);
+    assert_eq!(&got[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+    assert_eq!(&got[VNET_HDR_LEN..], b"abcdefgh");
+
+    // A buffer outside guest RAM: the frame is dropped, the chain completed, tx goes on.
+    tx.add(&[(DATA, 12, false), (0xffff_0000, 64, false)]);
+    h.t.notify(TX);
+    assert_eq!(h.used(TX).0, 2);
+    send_frame(&mut h, &mut tx, [0; VNET_HDR_LEN], b"next");
+    assert_eq!(&recv(&peer)[VNET_HDR_LEN..], b"next");
+}
+
+#[test]
+fn rx_fills_split_chains_truncates_short_ones_and_drops_into_no_ram() {
+    let (tap, peer) = fake_tap();
+    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    h.init();
+    let mut rx = h.ring(RX);
+    // Chain 0: the header split 8 + 4 (num_buffers lands in the second), the frame after.
+    rx.add(&[
+        (DATA, 8, true),
+        (DATA + 0x100, 4, true),
+        (DATA + 0x200, 100, true),
+    ]);
+    // Chain 1: 20 bytes for a 40-byte frame. Chain 2: outside RAM. Chain 3: roomy.
+    rx.add(&[(DATA + 0x300, 20, true)]);
+    rx.add(&[(0xffff_0000, 2048, true)]);
+    rx.add(&[(DATA + 0x1000, 2048, true)]);
+    h.t.notify(RX);
+    let mut frame = [0u8; 40];
+    for (i, b) in frame.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    for _ in 0..4 {
+        inject(&peer, &frame);
+    }
+    h.t.host_fd_ready();
+    assert_eq!(
+        h.used(RX),
+        (4, vec![(0, 40), (3, 20), (4, 0), (5, 40)]),
+        "whole, truncated, dropped, whole (heads: chain 0 takes descriptors 0-2)"
+    );
+    let mut got = [0u8; 4];
+    h.mem
+        .read_slice(&mut got, GuestAddress(DATA + 0x100))
+        .unwrap();
+    assert_eq!(
+        got,
+        [8, 9, 1, 0],
+        "bytes 8-9 of the header, then num_buffers = 1"
+    );
+    let mut body = [0u8; 28];
+    h.mem
+        .read_slice(&mut body, GuestAddress(DATA + 0x200))
+        .unwrap();
+    assert_eq!(&body[..], &frame[12..]);
+    let mut short = [0u8; 20];
+    h.mem
+        .read_slice(&mut short, GuestAddress(DATA + 0x300))
+        .unwrap();
+    assert_eq!(
+        &short[12..],
+        &frame[12..20],
+        "the start of the frame, then cut"
+    );
+    let mut last = [0u8; 40];
+    h.mem
+        .read_slice(&mut last, GuestAddress(DATA + 0x1000))
+        .unwrap();
+    assert_eq!(
+        &last[12..],
+        &frame[12..],
+        "the next frame is whole, not the tail of one"
+    );
+}

@@ -96,17 +96,21 @@ impl Tap {
         &self.name
     }
 
-    /// Reads one frame (virtio-net header + Ethernet frame).
-    pub fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: reading at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    /// Reads one frame (virtio-net header + Ethernet frame) into the pieces of `iov`.
+    pub fn readv(&self, iov: &super::iov::Iovecs) -> std::io::Result<usize> {
+        let v = iov.as_slice();
+        // SAFETY: every iovec covers memory `iov` keeps mapped and writable for the call;
+        // at most MAX_SEGMENTS (UIO_MAXIOV) of them.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), v.as_ptr(), v.len() as libc::c_int) };
         usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
     }
 
-    /// Writes one frame (virtio-net header + Ethernet frame).
-    pub fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        // SAFETY: writing `buf.len()` bytes from `buf`.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    /// Writes one frame (virtio-net header + Ethernet frame) from the pieces of `iov`.
+    pub fn writev(&self, iov: &super::iov::Iovecs) -> std::io::Result<usize> {
+        let v = iov.as_slice();
+        // SAFETY: every iovec covers memory `iov` keeps mapped for the call; at most
+        // MAX_SEGMENTS (UIO_MAXIOV) of them.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), v.as_ptr(), v.len() as libc::c_int) };
         usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
     }
 }
