@@ -328,7 +328,10 @@ const CONSOLE: &str = "[    0.000000] Linux version 6.1.0-57-cloud-amd64\n\
 MVTEST init=start\n\
 MVTEST cpus=2 online=0-1\n\
 MVTEST virtio=blk,net,rng\n\
-MVTEST end=info rc=0\n\
+MVTEST io-seq-read-1m=20480\n\
+MVTEST io-tcp-tx=failed\n\
+MVTEST ping-avg-ms=0.512\n\
+MVTEST end=info,perf rc=0\n\
 [   15.614540] reboot: Power down\n";
 
 #[test]
@@ -350,6 +353,12 @@ fn linux_section_parses_boot_timer_lines_and_consoles() {
     assert_eq!(
         (b.init_ms, b.exit_ms, b.guest_init_s, b.cpu_ms),
         (11500.0, 16250.0, 10.900124, 1000.0)
+    );
+    // The perf scenario's figures, a failed one left out.
+    assert_eq!(
+        b.io,
+        [("io-seq-read-1m", 20480.0), ("ping-avg-ms", 0.512)],
+        "{b:?}"
     );
     // What does not count: a failed exit, a missing device, the marker not first, a kill.
     assert!(boot_of(
@@ -460,6 +469,8 @@ fn linux_section_script_json_and_figures_have_their_shape() {
         "linux.boot.exec_to_exit",
         "linux.boot.guest_run_init",
         "linux.boot.exec_to_guest_clock",
+        "linux.blk.seq_read_1m",
+        "linux.net.ping_avg",
     ];
     for name in names {
         for peer in ["microvm", "qemu-microvm", "firecracker"] {

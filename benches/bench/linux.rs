@@ -15,9 +15,11 @@ use crate::linux_report::{self, Boot};
 use crate::peers::on_path;
 use crate::run::Options;
 
-/// What every guest boot runs: the scenario init's `info` (CPUs, devices, hwrng), then
-/// `poweroff -f`.
-pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off mvtest=info";
+/// What every guest boot runs: the scenario init's `info` (CPUs, devices, hwrng), its
+/// `perf` (virtio-blk and virtio-net throughput, ping), then `poweroff -f`.
+pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off mvtest=info,perf mvarg=8";
+/// The scenario init's last line of a boot that passed.
+pub const END_OK: &str = "MVTEST end=info,perf rc=0";
 /// The line the guest's /init prints before anything else.
 pub const MARKER: &str = "MVTEST init=start";
 /// vCPUs and MiB of every guest.
@@ -167,16 +169,24 @@ fn qemu_files() -> std::result::Result<(PathBuf, Vec<String>), String> {
 pub fn script(jobs: &[(usize, LinuxPeer)], warmup: usize) -> String {
     let mut s = format!(
         "set -u\nCL='{CMDLINE}'\nmkdir -p /share/logs\n\
-         dd if=/dev/zero of=/tmp/blank.img bs=1024 count=1024 2>/dev/null\n\
+         dd if=/dev/zero of=/tmp/blank.img bs=1048576 count=32 2>/dev/null\n\
+         dd if=/dev/zero of=/tmp/src.bin bs=1048576 count=8 2>/dev/null\n\
+         # helpers: the host ends of the perf scenario's TCP streams, for one boot.\n\
+         helpers() {{\n  rm -f /tmp/hold; mkfifo /tmp/hold; sleep {BOOT_TIMEOUT_S} > /tmp/hold & H1=$!\n\
+         \x20 nc -l -p 5001 < /tmp/hold > /dev/null 2>&1 & H2=$!\n\
+         \x20 nc -l -p 5003 < /tmp/src.bin > /dev/null 2>&1 & H3=$!\n}}\n\
+         unhelpers() {{ kill $H1 $H2 $H3 2>/dev/null; wait $H1 $H2 $H3 2>/dev/null; }}\n\
          echo \"@@LINUX host $(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)\"\n\
          dead=''; fails=''\n\
          # job ROUND PEER WARM 'CMD': one timed boot; a peer with two failed boots is not run again.\n\
          job() {{\n  r=$1; p=$2; w=$3; eval \"set -- $4\"\n\
          \x20 case \" $dead \" in *\" $p \"*) echo \"@@LINUX round=$r peer=$p skipped\"; return ;; esac\n\
+         \x20 helpers\n\
          \x20 line=$(/bench/boottime {BOOT_TIMEOUT_S} '{MARKER}' /tmp/out /tmp/err \"$@\")\n\
+         \x20 unhelpers\n\
          \x20 echo \"@@LINUX round=$r peer=$p $line\"\n\
          \x20 tr -d '\\r' < /tmp/out > /share/logs/r$r-$p.out; cp /tmp/err /share/logs/r$r-$p.err\n\
-         \x20 grep -q 'MVTEST end=info rc=0' /share/logs/r$r-$p.out && return 0\n\
+         \x20 grep -q '{END_OK}' /share/logs/r$r-$p.out && return 0\n\
          \x20 case \" $fails \" in *\" $p \"*) dead=\"$dead $p\" ;; esac\n\
          \x20 fails=\"$fails $p\"\n\
          \x20 return 0\n}}\n"

@@ -25,7 +25,21 @@ pub struct Boot {
     pub maxrss_kib: u64,
     /// User + system CPU time of the VMM process (all threads), ms.
     pub cpu_ms: f64,
+    /// The `perf` scenario's figures: (name, value) for every [`IO_FIGURES`] it printed.
+    pub io: Vec<(&'static str, f64)>,
 }
+
+/// The `perf` scenario's MVTEST keys, the figure each becomes, and its unit.
+pub const IO_FIGURES: [(&str, &str, &str); 8] = [
+    ("io-seq-write-1m", "linux.blk.seq_write_1m", "KiB/s"),
+    ("io-seq-read-1m", "linux.blk.seq_read_1m", "KiB/s"),
+    ("io-seq-write-4k", "linux.blk.seq_write_4k", "KiB/s"),
+    ("io-seq-read-4k", "linux.blk.seq_read_4k", "KiB/s"),
+    ("io-par4-read-4k", "linux.blk.par4_read_4k", "KiB/s"),
+    ("ping-avg-ms", "linux.net.ping_avg", "ms"),
+    ("io-tcp-tx", "linux.net.tcp_guest_to_host", "KiB/s"),
+    ("io-tcp-rx", "linux.net.tcp_host_to_guest", "KiB/s"),
+];
 
 /// The fields of a `BOOTTIME` line (see boottime.c): marker_ns (None: never seen),
 /// exit_ns, wait status, maxrss_kib, utime_us, stime_us.
@@ -108,12 +122,17 @@ pub fn boot_of(t: &BootTime, console: &str) -> Result<Boot, String> {
     }
     let init_ns = t.marker_ns.ok_or("the marker never appeared")?;
     let guest_init_s = printk_time(console, RUN_INIT).ok_or("no \"Run /init\" printk line")?;
+    let io = IO_FIGURES
+        .iter()
+        .filter_map(|(key, _, _)| Some((*key, mvtest(console, key)?.parse::<f64>().ok()?)))
+        .collect();
     Ok(Boot {
         init_ms: init_ns as f64 / 1e6,
         exit_ms: t.exit_ns as f64 / 1e6,
         guest_init_s,
         maxrss_kib: t.maxrss_kib,
         cpu_ms: (t.utime_us + t.stime_us) as f64 / 1e3,
+        io,
     })
 }
 
@@ -245,7 +264,34 @@ pub fn figures(out: &LinuxOutcome) -> Vec<Figure> {
             });
         }
     }
+    io_figures(out, &scenario, &mut figs);
     figs
+}
+
+/// The `perf` scenario's figures of every peer (see resources/linux-guest/init).
+fn io_figures(out: &LinuxOutcome, scenario: &str, figs: &mut Vec<Figure>) {
+    for (key, name, unit) in IO_FIGURES {
+        for (peer, st) in &out.peers {
+            let value = match st {
+                Err(why) => Err(format!("peer skipped: {why}")),
+                Ok(_) => {
+                    let v: Vec<f64> = (out.runs.iter().filter(|r| r.peer == *peer))
+                        .filter_map(|r| r.result.as_ref().ok())
+                        .filter_map(|b| b.io.iter().find(|(k, _)| *k == key).map(|kv| kv.1))
+                        .collect();
+                    stats(&v).ok_or_else(|| format!("no boot reported {key} (see the consoles)"))
+                }
+            };
+            figs.push(Figure {
+                name: name.into(),
+                peer: peer.name(),
+                scenario: format!("{scenario}: {key}"),
+                unit,
+                value,
+                target: None,
+            });
+        }
+    }
 }
 
 /// The section's table.
