@@ -5,7 +5,7 @@
 //! TAP; reads/writes the TAP with readv/writev straight on guest buffers (pinned to the TAP;
 //! read/write stay for its eventfds); adds and removes the TAP in its epoll set with epoll_ctl (it stops polling
 //! the TAP while the guest has no rx buffer). The TAP was opened and configured (TUNSETIFF,
-//! TUNSETVNETHDRSZ) by the main thread: no open, no socket, no ioctl here. With `bw=` it
+//! TUNSETVNETHDRSZ, TUNSETOFFLOAD) by the main thread: no open, no socket, no ioctl here. With `bw=` it
 //! arms and reads its rx and tx rate-limit timerfds (made by the main thread; polled from the
 //! start, so no epoll_ctl for them). As a device process (`--isolate devices`) it also
 //! serves its proxy socket (see `blk.rs`, `DEVICE_READS`).

@@ -1,6 +1,6 @@
 //! A TAP interface opened through /dev/net/tun, with a virtio-net header on every frame
-//! (IFF_VNET_HDR, 12-byte header) and non-blocking I/O. Opened on the main thread before
-//! any filter goes on; the net thread only reads and writes it.
+//! (IFF_VNET_HDR, 12-byte header), every offload off and non-blocking I/O. Opened on the
+//! main thread before any filter goes on; the net thread only reads and writes it.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -10,6 +10,8 @@ use std::os::unix::fs::OpenOptionsExt;
 pub const TUNSETIFF: u64 = 0x4004_54ca;
 /// TUNSETVNETHDRSZ = _IOW('T', 216, int).
 pub const TUNSETVNETHDRSZ: u64 = 0x4004_54d8;
+/// TUNSETOFFLOAD = _IOW('T', 208, unsigned int).
+pub const TUNSETOFFLOAD: u64 = 0x4004_54d0;
 /// Size of struct virtio_net_hdr_v1 (what the contract puts in front of every frame).
 pub const VNET_HDR_LEN: usize = 12;
 
@@ -42,7 +44,10 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Attaches to the TAP interface `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).
+    /// Attaches to the TAP interface `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) and turns
+    /// its offloads off. A persistent TAP keeps the offloads its last user set (Firecracker
+    /// sets checksum and TSO); with them on, the host would send GSO frames of up to 64 KiB
+    /// with partial checksums, which a guest that negotiated no offload cannot take.
     pub fn open(name: &str) -> Result<Tap, TapError> {
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
@@ -76,6 +81,10 @@ impl Tap {
         // SAFETY: TUNSETVNETHDRSZ reads one int, which lives for the call.
         if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len) } < 0 {
             return Err(ioctl_err("TUNSETVNETHDRSZ"));
+        }
+        // SAFETY: TUNSETOFFLOAD takes its flags by value (0: no offload); no memory is passed.
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD as _, 0 as libc::c_ulong) } < 0 {
+            return Err(ioctl_err("TUNSETOFFLOAD"));
         }
         Ok(Tap {
             fd: file.into(),
@@ -120,3 +129,7 @@ impl AsRawFd for Tap {
         self.fd.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+#[path = "tap_tests.rs"]
+mod tests;
