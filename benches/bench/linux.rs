@@ -105,6 +105,8 @@ pub struct LinuxRun {
     pub peer: LinuxPeer,
     /// What it measured, or why it failed.
     pub result: std::result::Result<Boot, String>,
+    /// The `perf` scenario's figures its console printed (failed boots included).
+    pub io: Vec<(&'static str, f64)>,
 }
 
 /// What the section did.

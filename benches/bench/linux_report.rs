@@ -25,8 +25,6 @@ pub struct Boot {
     pub maxrss_kib: u64,
     /// User + system CPU time of the VMM process (all threads), ms.
     pub cpu_ms: f64,
-    /// The `perf` scenario's figures: (name, value) for every [`IO_FIGURES`] it printed.
-    pub io: Vec<(&'static str, f64)>,
 }
 
 /// The `perf` scenario's MVTEST keys, the figure each becomes, and its unit.
@@ -122,18 +120,23 @@ pub fn boot_of(t: &BootTime, console: &str) -> Result<Boot, String> {
     }
     let init_ns = t.marker_ns.ok_or("the marker never appeared")?;
     let guest_init_s = printk_time(console, RUN_INIT).ok_or("no \"Run /init\" printk line")?;
-    let io = IO_FIGURES
-        .iter()
-        .filter_map(|(key, _, _)| Some((*key, mvtest(console, key)?.parse::<f64>().ok()?)))
-        .collect();
     Ok(Boot {
         init_ms: init_ns as f64 / 1e6,
         exit_ms: t.exit_ns as f64 / 1e6,
         guest_init_s,
         maxrss_kib: t.maxrss_kib,
         cpu_ms: (t.utime_us + t.stime_us) as f64 / 1e3,
-        io,
     })
+}
+
+/// The `perf` scenario's figures a console printed: (key, value) for every [`IO_FIGURES`]
+/// key with a number. A boot that failed later (a hang in a later step) still measured
+/// these.
+pub fn io_of(console: &str) -> Vec<(&'static str, f64)> {
+    IO_FIGURES
+        .iter()
+        .filter_map(|(key, _, _)| Some((*key, mvtest(console, key)?.parse::<f64>().ok()?)))
+        .collect()
 }
 
 /// Fills `out.runs` (recorded rounds only) from the script's stdout and the consoles in
@@ -155,16 +158,20 @@ pub fn collect(out: &mut LinuxOutcome, stdout: &str, logs: &Path) {
         let (Some(round), Some(peer)) = (round, peer) else {
             continue;
         };
-        let result = if line.ends_with(" skipped") {
-            Err("not run: two of its boots had failed".to_string())
+        let (result, io) = if line.ends_with(" skipped") {
+            (
+                Err("not run: two of its boots had failed".to_string()),
+                Vec::new(),
+            )
         } else {
             let name = format!("r{round}-{}", peer.name());
             let console = std::fs::read_to_string(logs.join("logs").join(format!("{name}.out")))
                 .unwrap_or_default();
-            match parse_boottime(line) {
+            let result = match parse_boottime(line) {
                 None => Err(format!("no BOOTTIME result ({line})")),
                 Some(t) => boot_of(&t, &console).map_err(|e| format!("{e} (console: {name}.out)")),
-            }
+            };
+            (result, io_of(&console))
         };
         let i = match tally.iter().position(|t| t.0 == peer) {
             Some(i) => i,
@@ -186,7 +193,7 @@ pub fn collect(out: &mut LinuxOutcome, stdout: &str, logs: &Path) {
             }
         }
         if round >= out.warmup {
-            out.runs.push(LinuxRun { peer, result });
+            out.runs.push(LinuxRun { peer, result, io });
         }
     }
     for (peer, st) in &mut out.peers {
@@ -268,19 +275,18 @@ pub fn figures(out: &LinuxOutcome) -> Vec<Figure> {
     figs
 }
 
-/// The `perf` scenario's figures of every peer (see resources/linux-guest/init).
+/// The `perf` scenario's figures of every peer (see resources/linux-guest/init), from every
+/// recorded boot that printed them: a boot that failed in a later step still counts here.
 fn io_figures(out: &LinuxOutcome, scenario: &str, figs: &mut Vec<Figure>) {
     for (key, name, unit) in IO_FIGURES {
         for (peer, st) in &out.peers {
-            let value = match st {
-                Err(why) => Err(format!("peer skipped: {why}")),
-                Ok(_) => {
-                    let v: Vec<f64> = (out.runs.iter().filter(|r| r.peer == *peer))
-                        .filter_map(|r| r.result.as_ref().ok())
-                        .filter_map(|b| b.io.iter().find(|(k, _)| *k == key).map(|kv| kv.1))
-                        .collect();
-                    stats(&v).ok_or_else(|| format!("no boot reported {key} (see the consoles)"))
-                }
+            let v: Vec<f64> = (out.runs.iter().filter(|r| r.peer == *peer))
+                .filter_map(|r| r.io.iter().find(|(k, _)| *k == key).map(|kv| kv.1))
+                .collect();
+            let value = match (stats(&v), st) {
+                (Some(s), _) => Ok(s),
+                (None, Err(why)) => Err(format!("peer skipped: {why}")),
+                (None, Ok(_)) => Err(format!("no boot reported {key} (see the consoles)")),
             };
             figs.push(Figure {
                 name: name.into(),
