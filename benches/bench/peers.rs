@@ -142,31 +142,9 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
     match peer {
         Peer::Qemu if case == Case::Noop => {
             // QEMU's defaults for -M microvm (qboot, ACPI), no device but the exit port.
-            let args = [
-                "-M",
-                "microvm",
-                "-enable-kvm",
-                "-cpu",
-                "host,-arch-capabilities",
-                "-m",
-                &mem.to_string(),
-                "-smp",
-                &cpus.to_string(),
-                "-nodefaults",
-                "-no-user-config",
-                "-nographic",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=4",
-                "-kernel",
-                &kernel,
-            ];
-            (
-                qemu.to_path_buf(),
-                args.iter().map(|s| s.to_string()).collect(),
-            )
+            let mut args = qemu_args(&["-M", "microvm"], mem, cpus);
+            args.extend(["-kernel".to_string(), kernel]);
+            (qemu.to_path_buf(), args)
         }
         Peer::Firecracker => {
             let prog = on_path("firecracker").unwrap_or_else(|| PathBuf::from("firecracker"));
@@ -175,28 +153,16 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
             (prog, args.iter().map(|s| s.to_string()).collect())
         }
         Peer::Qemu => {
-            let args = [
+            let machine = [
                 "-M",
                 "microvm,acpi=off",
-                "-enable-kvm",
-                "-cpu",
-                "host,-arch-capabilities",
                 "-bios",
                 QEMU_FIRMWARE,
                 "-global",
                 "virtio-mmio.force-legacy=false",
-                "-m",
-                &mem.to_string(),
-                "-smp",
-                &cpus.to_string(),
-                "-nodefaults",
-                "-no-user-config",
-                "-nographic",
-                "-serial",
-                "stdio",
-                "-no-reboot",
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=4",
+            ];
+            let mut args = qemu_args(&machine, mem, cpus);
+            let rest = [
                 "-device",
                 "virtio-rng-device",
                 "-kernel",
@@ -204,7 +170,7 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
                 "-append",
                 &cl,
             ];
-            let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            args.extend(rest.iter().map(|s| s.to_string()));
             if with_disk {
                 let drive = format!("file={disk},format=raw,if=none,id=d0");
                 for a in ["-drive", &drive, "-device", "virtio-blk-device,drive=d0"] {
@@ -250,6 +216,35 @@ pub fn command(o: &Options, qemu: &Path, peer: Peer, case: Case) -> (PathBuf, Ve
             (o.microvm.clone(), args)
         }
     }
+}
+
+/// QEMU's arguments common to every case: `machine`, KVM, the host CPU (without
+/// arch-capabilities, whose MSR KVM refuses here), memory, vCPUs, no default device, the
+/// serial port on stdio and the exit port the guests end with.
+fn qemu_args(machine: &[&str], mem: u64, cpus: u8) -> Vec<String> {
+    let (mem, cpus) = (mem.to_string(), cpus.to_string());
+    let common = [
+        "-enable-kvm",
+        "-cpu",
+        "host,-arch-capabilities",
+        "-m",
+        &mem,
+        "-smp",
+        &cpus,
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ];
+    machine
+        .iter()
+        .chain(common.iter())
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// The file `name` on PATH, if any.

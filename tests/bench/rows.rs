@@ -24,6 +24,20 @@ fn options() -> run::Options {
     run::Options::parse(&["--quick".into()], microvm, vmlinux, noop).expect("options")
 }
 
+/// The report's figures of `r`, every peer of `ran` available.
+fn figures_of(o: &run::Options, r: &run::Results, ran: &[run::Peer]) -> Vec<report::Figure> {
+    let status: run::PeerStatus = ran.iter().map(|p| (*p, Ok(p.name().to_string()))).collect();
+    report::figures(o, r, &status)
+}
+
+/// Figure `name` of `peer` (the test fails when it is missing).
+fn get<'a>(figs: &'a [report::Figure], name: &str, peer: run::Peer) -> &'a report::Figure {
+    let f = figs
+        .iter()
+        .find(|f| f.name == name && f.peer == peer.name());
+    f.unwrap_or_else(|| panic!("{name} of {} missing", peer.name()))
+}
+
 /// The do-nothing guest's rows, from made-up rounds: microvm's ratio to Firecracker pairs
 /// the runs of one round (a failed run drops its round); every VMM boots the same file with
 /// its defaults; a skipped Firecracker leaves the ratio listed with the reason.
@@ -41,15 +55,8 @@ fn noop_rows_pair_microvm_with_firecracker_per_round() {
         (Peer::Firecracker, Case::Noop),
         vec![vm_run(40), vm_run(24), vm_run(30)],
     );
-    let ok = |p: Peer| (p, Ok(p.name().to_string()));
-    let status: run::PeerStatus = vec![ok(Peer::MicrovmSeccomp), ok(Peer::Firecracker)];
-    let figs = report::figures(&o, &r, &status);
-    let get = |name: &str, peer: Peer| {
-        let f = figs
-            .iter()
-            .find(|f| f.name == name && f.peer == peer.name());
-        f.unwrap_or_else(|| panic!("{name} of {} missing", peer.name()))
-    };
+    let figs = figures_of(&o, &r, &[Peer::MicrovmSeccomp, Peer::Firecracker]);
+    let get = |name: &str, peer: Peer| self::get(&figs, name, peer);
     let ratio = get(
         "startup.noop.exit.ratio_to_firecracker",
         Peer::MicrovmSeccomp,
@@ -78,7 +85,7 @@ fn noop_rows_pair_microvm_with_firecracker_per_round() {
         }
     }
     let status: run::PeerStatus = vec![
-        ok(Peer::MicrovmSeccomp),
+        (Peer::MicrovmSeccomp, Ok("microvm".to_string())),
         (Peer::Firecracker, Err("firecracker is not on PATH".into())),
     ];
     let figs = report::figures(&o, &r, &status);
@@ -118,15 +125,8 @@ fn isolate_peer_rows_pair_processes_with_threads_per_round() {
         (Peer::MicrovmIsolate, irq),
         vec![vm_run(520), vm_run(530), vm_run(510)],
     );
-    let ok = |p: Peer| (p, Ok(p.name().to_string()));
-    let status: run::PeerStatus = vec![ok(Peer::MicrovmSeccomp), ok(Peer::MicrovmIsolate)];
-    let figs = report::figures(&o, &r, &status);
-    let get = |name: &str, peer: Peer| {
-        let f = figs
-            .iter()
-            .find(|f| f.name == name && f.peer == peer.name());
-        f.unwrap_or_else(|| panic!("{name} of {} missing", peer.name()))
-    };
+    let figs = figures_of(&o, &r, &[Peer::MicrovmSeccomp, Peer::MicrovmIsolate]);
+    let get = |name: &str, peer: Peer| self::get(&figs, name, peer);
     let cost = get("isolate.cost.exit.irqfd-roundtrip", Peer::MicrovmIsolate);
     let s = cost.value.as_ref().expect("measured");
     // Round 1: 400 / 200 ms; round 2 dropped; round 3: 400 / 100 ms.
@@ -151,13 +151,10 @@ fn isolate_peer_rows_pair_processes_with_threads_per_round() {
         (Peer::MicrovmIsolate, rng),
         vec![vm_run(110), vm_run(120), vm_run(90)],
     );
-    let figs = report::figures(&o, &r, &status);
-    let peer = Peer::MicrovmIsolate.name();
-    let lost = figs
-        .iter()
-        .find(|f| f.name == "devices.rng-read" && f.peer == peer);
+    let figs = figures_of(&o, &r, &[Peer::MicrovmSeccomp, Peer::MicrovmIsolate]);
+    let lost = self::get(&figs, "devices.rng-read", Peer::MicrovmIsolate);
     let want = Err(report::LOST_IN_NOISE.to_string());
-    assert_eq!(lost.map(|f| f.value.clone()), Some(want));
+    assert_eq!(lost.value, want);
     let (prog, args) = run::command(&o, "/qemu".as_ref(), Peer::MicrovmIsolate, base);
     assert_eq!(prog, std::path::Path::new("/microvm"));
     let args = args.join(" ");
@@ -172,7 +169,7 @@ fn isolate_peer_rows_pair_processes_with_threads_per_round() {
 
     // A skipped isolate peer: every row says why, none has a number.
     let status: run::PeerStatus = vec![
-        ok(Peer::MicrovmSeccomp),
+        (Peer::MicrovmSeccomp, Ok("microvm".to_string())),
         (Peer::MicrovmIsolate, Err("no user namespaces".into())),
     ];
     let figs = report::figures(&o, &r, &status);
