@@ -180,7 +180,9 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     timings::mark(timings::Phase::VcpusStarted);
     timings::mark_cpu();
     gate.open();
-    // Off the guest's critical path: it may wait ~15 ms for grace periods (see there).
+    // After the guest is released: it may wait ~15 ms for grace periods (see there), and
+    // on some hosts the vCPU's first KVM_RUN waits with it; a guest that lives for more
+    // than a few milliseconds never notices, and teardown no longer pays it.
     if let Err(e) = builder::discard_lost_pit_ticks(&vm.fd) {
         log::warn!("{e}: the PIT keeps replaying lost ticks (a slower teardown, nothing else)");
     }
