@@ -77,9 +77,11 @@ struct Cli {
     disk: Vec<vmm::DiskConfig>,
 
     /// virtio-net device on an existing TAP interface (repeatable):
-    /// tap=NAME[,mac=aa:bb:cc:dd:ee:ff][,bw=BYTES]. bw= limits tx and rx each to BYTES of
-    /// Ethernet frames per second (token bucket; suffix K, M or G = x1024; 0 = unlimited).
-    #[arg(long, value_name = "tap=NAME[,mac=MAC][,bw=BYTES]")]
+    /// tap=NAME[,mac=aa:bb:cc:dd:ee:ff][,bw=BYTES][,offload=on|off]. bw= limits tx and rx
+    /// each to BYTES of Ethernet frames per second (token bucket; suffix K, M or G = x1024;
+    /// 0 = unlimited). offload= offers the guest tx checksum and TSO (default on; each
+    /// header is checked before the host kernel sees it); off zeroes every tx header.
+    #[arg(long, value_name = "tap=NAME[,mac=MAC][,bw=BYTES][,offload=on|off]")]
     net: Vec<vmm::NetConfig>,
 
     /// virtio-rng entropy device.

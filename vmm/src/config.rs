@@ -164,7 +164,7 @@ pub struct DiskConfig {
     pub limit: RateLimit,
 }
 
-/// `--net tap=NAME[,mac=aa:bb:cc:dd:ee:ff][,bw=BYTES/s]`.
+/// `--net tap=NAME[,mac=aa:bb:cc:dd:ee:ff][,bw=BYTES/s][,offload=on|off]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
     /// Existing TAP interface to attach to.
@@ -173,6 +173,8 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
     /// `bw=`: Ethernet bytes per second, for tx and for rx each (0: unlimited).
     pub bw: u64,
+    /// `offload=`: offer the guest tx checksum and TSO offloads (default on).
+    pub offload: bool,
 }
 
 /// A device's token-bucket rate limit (docs/devices.md, "Rate limits"): each bucket holds
@@ -264,18 +266,31 @@ impl std::str::FromStr for NetConfig {
         let mut tap = None;
         let mut mac = None;
         let mut bw = 0;
-        for (k, v) in parse_kv(s, &["tap", "mac", "bw"])? {
+        let mut offload = true;
+        for (k, v) in parse_kv(s, &["tap", "mac", "bw", "offload"])? {
             match k {
                 "tap" if v.is_empty() || v.len() > 15 => {
                     return Err(format!("tap={v:?}: an interface name is 1 to 15 bytes"))
                 }
                 "tap" => tap = Some(v.to_string()),
                 "bw" => bw = parse_rate(k, v)?,
+                "offload" => {
+                    offload = match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(format!("offload={v:?}: expected on or off")),
+                    }
+                }
                 _ => mac = Some(parse_mac(v)?),
             }
         }
         let tap = tap.ok_or("missing tap=NAME")?;
-        Ok(NetConfig { tap, mac, bw })
+        Ok(NetConfig {
+            tap,
+            mac,
+            bw,
+            offload,
+        })
     }
 }
 
@@ -347,6 +362,13 @@ mod tests {
         assert!(!d.limit.is_limited());
         let n: NetConfig = "tap=t0,bw=512K".parse().unwrap();
         assert_eq!(n.bw, 512 << 10);
+        assert!(n.offload, "tx offloads are on by default");
+        let n: NetConfig = "tap=t0,offload=off".parse().unwrap();
+        assert!(!n.offload);
+        assert!("tap=t0,offload=yes"
+            .parse::<NetConfig>()
+            .unwrap_err()
+            .contains("expected on or off"));
         assert!("path=/d.img,bw=fast".parse::<DiskConfig>().is_err());
         assert!("tap=t0,ops=5"
             .parse::<NetConfig>()

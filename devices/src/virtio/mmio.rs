@@ -369,6 +369,8 @@ impl MmioTransport {
                     self.driver_features
                 ));
                 new &= !VIRTIO_CONFIG_S_FEATURES_OK;
+            } else {
+                self.device.ack_features(self.driver_features);
             }
         }
         if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && new & VIRTIO_CONFIG_S_FEATURES_OK == 0 {

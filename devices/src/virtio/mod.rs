@@ -7,7 +7,7 @@
 //! - [`window`]: what the MMIO bus holds; it answers InterruptStatus/InterruptACK (and a
 //!   trapped QueueNotify) without that `Mutex`, so a vCPU never waits for a serve loop there.
 //! - [`queue`]: taking chains off a queue and walking them with hard bounds.
-//! - [`block`], [`net`] (+ [`tap`]), [`rng`]: the devices.
+//! - [`block`], [`net`] (+ [`tap`], [`net_hdr`]), [`rng`]: the devices.
 //! - [`ratelimit`]: per-device log rate limit for guest-triggered messages.
 //! - [`token_bucket`] and [`throttle`]: optional I/O rate limits (bytes/s, ops/s) of blk
 //!   and net, with the timerfd that resumes a throttled queue.
@@ -16,6 +16,7 @@ pub mod block;
 pub mod iov;
 pub mod mmio;
 pub mod net;
+pub mod net_hdr;
 pub mod proxy;
 pub mod queue;
 pub mod ratelimit;
@@ -88,6 +89,10 @@ pub trait VirtioDevice: Send {
     fn consumes_queue(&self, _index: usize) -> bool {
         true
     }
+    /// The driver set FEATURES_OK and the transport accepted `features` (a subset of
+    /// [`VirtioDevice::features`] plus the transport's). Reset clears them: after
+    /// [`VirtioDevice::reset`] nothing is negotiated until this is called again.
+    fn ack_features(&mut self, _features: u64) {}
     /// The driver reset the device (Status = 0).
     fn reset(&mut self) {}
     /// microvm is stopping (guest exit or a stop signal): make what the guest wrote durable

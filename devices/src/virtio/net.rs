@@ -15,9 +15,14 @@
 //! must wait is kept in its buffer, not yet used (one frame), and the TAP is not polled
 //! until the timer fires.
 //!
-//! Headers: no offload is offered, so the guest's virtio_net_hdr on tx is zeroed before the
-//! host kernel sees it (a hostile gso_type/csum_start cannot reach the TAP's GSO paths), and
-//! every rx header says num_buffers = 1 (the TAP writes only the first 10 bytes of it).
+//! Headers: with tx offloads offered (`offload=on`, the default: checksum and TSO, see
+//! [`super::net_hdr`]) and negotiated, the guest's tx header is copied, checked against
+//! the negotiated features and the frame's length, and only then given to the TAP; a
+//! header that fails is dropped with its frame and counted. Without them (`offload=off`,
+//! or a driver that takes none) the header is zeroed before the host kernel sees it, so
+//! no guest value reaches the TAP's checksum and GSO paths. Every rx header says
+//! num_buffers = 1 (the TAP writes only the first 10 bytes of it); the TAP's own offloads
+//! stay off, so the host sends the guest only whole, checksummed frames of up to the MTU.
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, RawFd};
@@ -27,6 +32,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes};
 
 use super::iov::Iovecs;
+use super::net_hdr::{self, TX_OFFLOADS};
 use super::queue::{self, Desc};
 use super::tap::{Tap, VNET_HDR_LEN};
 use super::throttle::{self, Throttle};
@@ -36,7 +42,8 @@ use super::{read_config_bytes, Mem, QueueError, RateLimitedLog, VirtioDevice, FE
 pub const RX: usize = 0;
 /// Index of the transmit queue.
 pub const TX: usize = 1;
-/// Largest frame handled: header + 64 KiB (TAP offloads are off, so frames are <= MTU).
+/// Largest frame handled: header + 64 KiB + an Ethernet header (a TSO frame of the guest's;
+/// rx frames are at most the MTU, the TAP's offloads being off).
 pub const MAX_FRAME: usize = VNET_HDR_LEN + 65_550;
 
 /// The default MAC of net device `index`: locally administered, 06:00:00:00:00:<index+1>.
@@ -61,6 +68,12 @@ pub struct Net {
     tap_failed: bool,
     /// Frames the TAP refused (EINVAL, EMSGSIZE) and that were dropped.
     tx_refused: u64,
+    /// Offer the tx offloads ([`TX_OFFLOADS`]).
+    offload: bool,
+    /// The tx offloads the driver accepted (0 until FEATURES_OK, and after a reset).
+    tx_offloads: u64,
+    /// Frames dropped because their header failed [`net_hdr::check_tx`].
+    tx_bad_headers: u64,
     /// Where an rx frame's bytes beyond its buffer chain go (and a dropped frame's).
     rx_scratch: Vec<u8>,
     /// A received frame waiting for its rx tokens: (chain head, bytes written, frame bytes).
@@ -78,7 +91,7 @@ fn frame_bytes(len: usize) -> u64 {
 const NUM_BUFFERS_OFFSET: usize = 10;
 
 impl Net {
-    /// A device on `tap` with `mac`.
+    /// A device on `tap` with `mac`, offering the tx offloads.
     pub fn new(tap: Tap, mac: [u8; 6]) -> Self {
         Net {
             tap,
@@ -86,6 +99,9 @@ impl Net {
             rx_stalled: false,
             tap_failed: false,
             tx_refused: 0,
+            offload: true,
+            tx_offloads: 0,
+            tx_bad_headers: 0,
             rx_scratch: vec![0; MAX_FRAME],
             rx_held: None,
             rx_throttle: None,
@@ -97,6 +113,12 @@ impl Net {
     pub fn with_throttles(mut self, rx: Option<Throttle>, tx: Option<Throttle>) -> Self {
         self.rx_throttle = rx;
         self.tx_throttle = tx;
+        self
+    }
+
+    /// The same device offering the tx offloads (`offload=on`) or not (`offload=off`).
+    pub fn with_tx_offload(mut self, offload: bool) -> Self {
+        self.offload = offload;
         self
     }
 
@@ -115,11 +137,54 @@ impl Net {
         ));
     }
 
-    /// Writes one frame to the TAP: a zeroed header (no offload was negotiated, so nothing
-    /// in the guest's is meaningful, and none of it reaches the host kernel), then the
-    /// chain's readable bytes after the header, straight from guest RAM.
-    fn send(&mut self, head: u16, descs: &[Desc], mem: &Mem, log: &mut RateLimitedLog) {
+    /// The header the TAP gets for a frame of `total` bytes (header included): the guest's,
+    /// checked, when tx offloads were negotiated; zeroes otherwise (nothing in the guest's
+    /// is meaningful then, and none of it reaches the host kernel).
+    fn tx_header(
+        &mut self,
+        head: u16,
+        descs: &[Desc],
+        total: usize,
+        mem: &Mem,
+        log: &mut RateLimitedLog,
+    ) -> Option<[u8; VNET_HDR_LEN]> {
         let mut hdr = [0u8; VNET_HDR_LEN];
+        if self.tx_offloads == 0 {
+            return Some(hdr);
+        }
+        if !read_readable(descs, mem, &mut hdr) {
+            log.warn(format_args!(
+                "tx request {head}: header outside RAM: frame dropped"
+            ));
+            return None;
+        }
+        match net_hdr::check_tx(hdr, total - VNET_HDR_LEN, self.tx_offloads) {
+            Ok(hdr) => Some(hdr),
+            Err(e) => {
+                self.tx_bad_headers += 1;
+                log.warn(format_args!(
+                    "tx request {head}: header refused ({e}): frame dropped ({} so far)",
+                    self.tx_bad_headers
+                ));
+                None
+            }
+        }
+    }
+
+    /// Writes one frame of `total` bytes to the TAP: the device's copy of the header
+    /// ([`Net::tx_header`]), then the chain's readable bytes after the header, straight
+    /// from guest RAM.
+    fn send(
+        &mut self,
+        head: u16,
+        descs: &[Desc],
+        total: usize,
+        mem: &Mem,
+        log: &mut RateLimitedLog,
+    ) {
+        let Some(mut hdr) = self.tx_header(head, descs, total, mem, log) else {
+            return;
+        };
         let mut iov = Iovecs::default();
         let mut skip = VNET_HDR_LEN;
         let mut built = iov.push_host(&mut hdr);
@@ -181,7 +246,7 @@ impl Net {
                         break;
                     }
                     if (VNET_HDR_LEN..=MAX_FRAME).contains(&total) {
-                        self.send(req.head, &descs, mem, log);
+                        self.send(req.head, &descs, total, mem, log);
                     } else {
                         log.warn(format_args!("tx request {}: bad frame dropped", req.head));
                     }
@@ -294,7 +359,12 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        FEATURE_VERSION_1 | 1 << VIRTIO_NET_F_MAC
+        let offloads = if self.offload { TX_OFFLOADS } else { 0 };
+        FEATURE_VERSION_1 | 1 << VIRTIO_NET_F_MAC | offloads
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.tx_offloads = features & TX_OFFLOADS;
     }
 
     fn num_queues(&self) -> usize {
@@ -329,6 +399,7 @@ impl VirtioDevice for Net {
 
     fn reset(&mut self) {
         self.rx_stalled = false;
+        self.tx_offloads = 0;
         self.rx_held = None;
         for t in [&mut self.rx_throttle, &mut self.tx_throttle]
             .into_iter()
@@ -378,6 +449,23 @@ impl VirtioDevice for Net {
             }
         }
     }
+}
+
+/// Fills `buf` from the start of `descs`' readable buffers; false if they are shorter or
+/// a part is outside RAM.
+fn read_readable(descs: &[Desc], mem: &Mem, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    for d in descs.iter().filter(|d| !d.writable) {
+        if done == buf.len() {
+            break;
+        }
+        let n = (d.len as usize).min(buf.len() - done);
+        if mem.read_slice(&mut buf[done..done + n], d.addr).is_err() {
+            return false;
+        }
+        done += n;
+    }
+    done == buf.len()
 }
 
 /// Writes `bytes` at byte `offset` of `descs`' writable buffers (what fits).

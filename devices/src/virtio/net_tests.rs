@@ -5,6 +5,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use vm_memory::{Bytes, GuestAddress};
 
+use super::super::net_hdr::TX_OFFLOADS;
 use super::super::tap::Tap;
 use super::super::testutil::*;
 use super::super::throttle::{Throttle, Timer};
@@ -111,26 +112,38 @@ fn recv(peer: &OwnedFd) -> Vec<u8> {
     got
 }
 
+/// NEEDS_CSUM, GSO TCPv4, hdr_len 54, gso_size 1448, csum_start 34 + csum_offset 16,
+/// num_buffers 0x0909: every field set.
+const TSO4: [u8; VNET_HDR_LEN] = [1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0, 9, 9];
+
+/// The virtio feature words the device offers (both halves).
+fn offered(h: &mut Harness) -> u64 {
+    use virtio_bindings::virtio_mmio::{
+        VIRTIO_MMIO_DEVICE_FEATURES, VIRTIO_MMIO_DEVICE_FEATURES_SEL,
+    };
+    (0..2).fold(0, |f, sel| {
+        h.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+        f | u64::from(h.r(VIRTIO_MMIO_DEVICE_FEATURES)) << (32 * sel)
+    })
+}
+
 #[test]
-fn tx_headers_reach_the_tap_zeroed_and_rx_headers_say_one_buffer() {
+fn without_offloads_tx_headers_reach_the_tap_zeroed_and_rx_headers_say_one_buffer() {
     let (tap, peer) = fake_tap();
-    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    let mut h = Harness::new(Box::new(
+        Net::new(tap, default_mac(0)).with_tx_offload(false),
+    ));
+    assert_eq!(offered(&mut h) & TX_OFFLOADS, 0, "offload=off offers none");
     h.init();
     let mut tx = h.ring(TX);
-    // NEEDS_CSUM, GSO TCPv4, hdr_len, gso_size, csum_start/offset, num_buffers: all set.
-    send_frame(
-        &mut h,
-        &mut tx,
-        [1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0, 9, 9],
-        b"gso?",
-    );
+    send_frame(&mut h, &mut tx, TSO4, &[0x55; 60]);
     let got = recv(&peer);
     assert_eq!(
         &got[..VNET_HDR_LEN],
         &[0; VNET_HDR_LEN],
         "no offload negotiated"
     );
-    assert_eq!(&got[VNET_HDR_LEN..], b"gso?");
+    assert_eq!(&got[VNET_HDR_LEN..], &[0x55; 60]);
 
     // rx: whatever the TAP left in num_buffers (here 0xabcd), the guest reads 1.
     let mut frame = [0x42u8; 40];
@@ -251,7 +264,8 @@ fn inject(peer: &OwnedFd, frame: &[u8]) {
 #[test]
 fn tx_gathers_split_chains_straight_from_guest_memory_with_the_devices_header() {
     let (tap, peer) = fake_tap();
-    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    let net = Net::new(tap, default_mac(0)).with_tx_offload(false);
+    let mut h = Harness::new(Box::new(net));
     h.init();
     // The header split 5 + 7 over two buffers, the second also holding the frame's start;
     // the guest's header bytes are garbage (0xee) and must not reach the TAP.
@@ -346,4 +360,54 @@ fn rx_fills_split_chains_truncates_short_ones_and_drops_into_no_ram() {
         &frame[12..],
         "the next frame is whole, not the tail of one"
     );
+}
+
+#[test]
+fn negotiated_offloads_pass_the_checked_header_and_drop_a_hostile_one() {
+    let (tap, peer) = fake_tap();
+    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    assert_eq!(
+        offered(&mut h) & TX_OFFLOADS,
+        TX_OFFLOADS,
+        "offered by default"
+    );
+    h.init();
+    let mut tx = h.ring(TX);
+    // The header split over two descriptors (6 + 6 bytes), the frame in a third.
+    h.mem.write_slice(&TSO4, GuestAddress(DATA)).unwrap();
+    h.mem
+        .write_slice(&[0x77; 3000], GuestAddress(DATA + 0x100))
+        .unwrap();
+    tx.add(&[
+        (DATA, 6, false),
+        (DATA + 6, 6, false),
+        (DATA + 0x100, 3000, false),
+    ]);
+    h.t.notify(TX);
+    let got = recv(&peer);
+    assert_eq!(got.len(), VNET_HDR_LEN + 3000);
+    assert_eq!(got[..10], TSO4[..10], "the guest's header, as checked");
+    assert_eq!(got[10..12], [0, 0], "num_buffers zeroed on tx");
+
+    // UDP fragmentation offload was never offered: dropped, completed, nothing sent.
+    let mut ufo = TSO4;
+    ufo[1] = 3;
+    send_frame(&mut h, &mut tx, ufo, &[0x66; 3000]);
+    assert_eq!(h.used(TX).0, 2, "the refused frame is completed");
+    assert!(recv(&peer).is_empty(), "nothing reached the TAP");
+    // The queue goes on.
+    send_frame(&mut h, &mut tx, [0; VNET_HDR_LEN], b"next");
+    assert_eq!(&recv(&peer)[VNET_HDR_LEN..], b"next");
+}
+
+#[test]
+fn a_driver_that_takes_no_offload_gets_zeroed_headers_even_after_one_that_did() {
+    let (tap, peer) = fake_tap();
+    let mut h = Harness::new(Box::new(Net::new(tap, default_mac(0))));
+    h.init();
+    // A reset, then a driver that accepts none of the offloads.
+    h.init_with(!TX_OFFLOADS);
+    let mut tx = h.ring(TX);
+    send_frame(&mut h, &mut tx, TSO4, &[0x55; 60]);
+    assert_eq!(recv(&peer)[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
 }

@@ -68,6 +68,12 @@ impl Driver {
 
     /// Status handshake from a reset up to FEATURES_OK, accepting every offered feature.
     pub fn negotiate(&mut self) {
+        self.negotiate_only(u64::MAX);
+    }
+
+    /// Status handshake from a reset up to FEATURES_OK, accepting the offered features
+    /// that are in `wanted`.
+    pub fn negotiate_only(&mut self, wanted: u64) {
         self.w(VIRTIO_MMIO_STATUS, 0);
         self.w(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
         self.w(
@@ -76,7 +82,7 @@ impl Driver {
         );
         for sel in 0..2 {
             self.w(VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
-            let f = self.r(VIRTIO_MMIO_DEVICE_FEATURES);
+            let f = self.r(VIRTIO_MMIO_DEVICE_FEATURES) & (wanted >> (32 * sel)) as u32;
             self.w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, sel);
             self.w(VIRTIO_MMIO_DRIVER_FEATURES, f);
         }

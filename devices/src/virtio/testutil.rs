@@ -58,7 +58,12 @@ impl Harness {
 
     /// The whole driver handshake with every queue set up; returns the final Status.
     pub fn init(&mut self) -> u32 {
-        self.negotiate();
+        self.init_with(u64::MAX)
+    }
+
+    /// [`Harness::init`] accepting only the offered features in `wanted`.
+    pub fn init_with(&mut self, wanted: u64) -> u32 {
+        self.negotiate_only(wanted);
         let mut q = 0;
         while self.r_queue_max(q) != 0 {
             assert!(self.setup_queue(q), "queue {q} refused");

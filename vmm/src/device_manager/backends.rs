@@ -128,7 +128,8 @@ fn open_net(i: usize, net: &NetConfig) -> Result<OpenedDevice> {
         ops_per_sec: 0,
     };
     let device = Net::new(tap, net.mac.unwrap_or_else(|| default_mac(i)))
-        .with_throttles(throttle(limit)?, throttle(limit)?);
+        .with_throttles(throttle(limit)?, throttle(limit)?)
+        .with_tx_offload(net.offload);
     Ok(OpenedDevice {
         kind: ThreadKind::Net,
         name: format!("virtio-net{i}"),
