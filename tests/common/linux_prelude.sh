@@ -86,10 +86,12 @@ settle() {
 # vCPU thread anywhere else (microvm's own code) is not retried.
 MAX_RETRIES=3
 # in_kvm_run THREADS-FILE: the watchdog fired, and then every vCPU thread was running or in
-# ioctl(KVM_RUN) (system call 16, request 0xae80).
+# ioctl(KVM_RUN) (system call 16, request 0xae80). The state letter and the system call are
+# read one after the other, so a vCPU that a halted guest CPU wakes in between shows as
+# "S [running] kvm_vcpu_block": "[running]" counts whatever the letter before it.
 in_kvm_run() {
   [ -s "$1" ] && grep -q '^  vcpu' "$1" || return 1
-  ! grep '^  vcpu' "$1" | grep -qv ' R \[running\]\| \[16 0x[0-9a-f]* 0xae80 '
+  ! grep '^  vcpu' "$1" | grep -qv ' [A-Z] \[running\]\| \[16 0x[0-9a-f]* 0xae80 '
 }
 # watchdog PID: stops microvm PID after GUEST_TIMEOUT seconds, first printing what each of
 # its threads is doing (state, current system call, kernel wait channel, and the user and
