@@ -170,7 +170,8 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     // that no thread inherits it (filters stack), and before the guest runs.
     // The status fd stays open (and so its number taken) until the VM ends.
     let _own_status = if cfg.seccomp != seccomp::Mode::Off {
-        let installed = install_own_filter(cfg.seccomp, vmm_fds);
+        let threads = spawned.vcpus.len() + spawned.devices.len();
+        let installed = install_own_filter(cfg.seccomp, vmm_fds, &ctl, threads);
         // Also when it failed before its install: no registration is left open.
         seccomp::close_registration();
         Some(installed?)
@@ -232,14 +233,19 @@ fn spawn_threads(
     Ok(spawned)
 }
 
-/// Checks every other thread carries exactly its own filter (or has ended because it could
-/// not install it), compiles this thread's (pinned to `fds` and the status file it reads
+/// Waits until the `threads` spawned threads are past their filter install, checks every
+/// other thread carries exactly its own filter (or has ended because it could not install
+/// it), compiles this thread's (pinned to `fds` and the status file it reads
 /// back), installs it and checks it carries exactly that one; otherwise the guest does not
 /// run. Returns the status file, to be kept open while the filter lives.
 fn install_own_filter(
     mode: seccomp::Mode,
     fds: filter_fds::VmmFds,
+    ctl: &vcpu::VmControl,
+    threads: usize,
 ) -> Result<sandbox_check::OwnStatus> {
+    // Then one pass over /proc normally finds every filter on; it still polls if not.
+    ctl.wait_filters_settled(threads, sandbox_check::INSTALL_TIMEOUT);
     sandbox_check::check_other_threads()?;
     let mut own = sandbox_check::OwnStatus::open()?;
     let ctx = filter_fds::vmm(&filter_fds::VmmFds {

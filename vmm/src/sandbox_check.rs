@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 const PF_USER_WORKER: u64 = 0x4000;
 
 /// How long the other threads get to install their filters.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The filter state of one thread.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,6 +103,7 @@ where
             // INVARIANT: the filter goes on before the body touches anything the guest
             // controls.
             let installed = filter.map_or(Ok(()), |f| seccomp::install(&f));
+            ctl.filter_settled();
             match installed {
                 Ok(()) => body(),
                 Err(e) => ctl.fail(VmExit::FilterInstall {

@@ -8,7 +8,8 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use devices::Bus;
 use kvm_bindings::kvm_run;
@@ -29,6 +30,10 @@ pub struct VmControl {
     /// vCPUs the guest started (the boot vCPU, and every AP that left its wait-for-SIPI
     /// state), counted as the vCPU threads end.
     pub vcpus_started: AtomicU8,
+    /// Spawned threads past their filter install (installed or failed), so that the main
+    /// thread checks the sandbox once they all are instead of polling /proc.
+    settled: Mutex<usize>,
+    settled_cv: Condvar,
 }
 
 impl VmControl {
@@ -38,6 +43,8 @@ impl VmControl {
             stop: AtomicBool::new(false),
             vcpus_started: AtomicU8::new(0),
             exit: Mutex::new(None),
+            settled: Mutex::new(0),
+            settled_cv: Condvar::new(),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::Host {
                 what: "creating the exit eventfd",
                 source,
@@ -63,6 +70,29 @@ impl VmControl {
     pub fn fail(&self, reason: VmExit) {
         self.stop.store(true, Ordering::Release);
         self.report(reason);
+    }
+
+    /// Called by a spawned thread once its filter install has succeeded or failed.
+    pub fn filter_settled(&self) {
+        *self.settled.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.settled_cv.notify_all();
+    }
+
+    /// Waits until `threads` spawned threads have called [`VmControl::filter_settled`],
+    /// at most `timeout`; false if some had not by then.
+    pub fn wait_filters_settled(&self, threads: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        while *settled < threads {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            settled = (self.settled_cv.wait_timeout(settled, left))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 
     /// The recorded reason, if any.
