@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use devices::Bus;
 use kvm_bindings::kvm_run;
@@ -79,20 +79,13 @@ impl VmControl {
     }
 
     /// Waits until `threads` spawned threads have called [`VmControl::filter_settled`],
-    /// at most `timeout`; false if some had not by then.
-    pub fn wait_filters_settled(&self, threads: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
-        while *settled < threads {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            settled = (self.settled_cv.wait_timeout(settled, left))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+    /// at most `timeout`.
+    pub fn wait_filters_settled(&self, threads: usize, timeout: Duration) {
+        let settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = (self
+            .settled_cv
+            .wait_timeout_while(settled, timeout, |n| *n < threads))
+        .unwrap_or_else(|p| p.into_inner());
     }
 
     /// The recorded reason, if any.
