@@ -182,8 +182,9 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     timings::mark_cpu();
     gate.open();
     // After the guest is released: it may wait ~15 ms for grace periods (see there), and
-    // on some hosts the vCPU's first KVM_RUN waits with it; a guest that lives for more
-    // than a few milliseconds never notices, and teardown no longer pays it.
+    // vCPU 0 waits with it when it lands on a new host CPU meanwhile (KVM then takes the
+    // PIT's lock in KVM_RUN); a guest that lives for more than a few milliseconds never
+    // notices (docs/performance.md, "Start-up and teardown").
     if let Err(e) = builder::discard_lost_pit_ticks(&vm.fd) {
         log::warn!("{e}: the PIT keeps replaying lost ticks (a slower teardown, nothing else)");
     }
