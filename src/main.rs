@@ -94,6 +94,12 @@ struct Cli {
     #[arg(long, value_name = "on|off", value_enum, default_value_t = OnOff::On)]
     acpi: OnOff,
 
+    /// KVM's in-kernel PIT (i8254 timer, port 0x61). Linux on KVM does not use it (it has
+    /// the TSC-deadline LAPIC timer); on = for guests that count PIT ticks or calibrate
+    /// against it. Off starts and tears the VM down faster (no PIT grace periods).
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = OnOff::Off)]
+    pit: OnOff,
+
     /// Kernel entry: linux = 64-bit Linux boot protocol (bzImage or ELF vmlinux);
     /// pvh = Xen PVH entry of an ELF vmlinux with a XEN_ELFNOTE_PHYS32_ENTRY note.
     /// Default: pvh for an ELF with that note, linux otherwise.
@@ -286,6 +292,7 @@ fn boot(cli: Cli) -> anyhow::Result<i32> {
         rng: cli.rng == OnOff::On,
         boot: cli.boot,
         acpi: cli.acpi == OnOff::On,
+        pit: cli.pit == OnOff::On,
         jail: cli.jail.config(),
         isolate: cli.isolate,
     };

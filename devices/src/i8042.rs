@@ -22,6 +22,10 @@ pub const I8042_LEN: u64 = 5;
 pub const I8042_KBD_IRQ: u32 = 1;
 
 const DATA: u64 = 0;
+/// Port 0x61, system control port B (NMI status, speaker gate). KVM answers it when the VM
+/// has an in-kernel PIT (`--pit on`); without one it reads 0 here: no NMI source pending, the
+/// speaker off (all-ones would tell a guest's NMI handler of a PCI SERR and an IOCHK error).
+const CONTROL_B: u64 = 1;
 const COMMAND: u64 = 4;
 
 /// Status register bits.
@@ -240,6 +244,7 @@ impl BusDevice for I8042 {
                 self.output.pop_front().unwrap_or(0)
             }
             COMMAND => self.status(),
+            CONTROL_B => 0,
             _ => 0xff,
         };
         if let Some(first) = data.first_mut() {

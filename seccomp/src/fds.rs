@@ -26,7 +26,7 @@ pub const ROLES: &[(&str, &str)] = &[
     ("stdout", "fd 1: serial console output (vCPU threads; the vmm thread flushes at exit)"),
     ("stderr", "fd 2: log lines and the SIGSYS report (any thread)"),
     ("vcpu", "this vCPU thread's KVM vCPU fd"),
-    ("vm", "the KVM VM fd: the vmm thread turns the PIT's lost-tick reinjection off once the guest runs"),
+    ("vm", "the KVM VM fd: once the guest runs, the vmm thread ends the set-up's grace period (and with --pit on turns the PIT's lost-tick reinjection off)"),
     ("disk", "this virtio-blk thread's disk image"),
     ("tap", "this virtio-net thread's TAP"),
     ("epoll", "this thread's own epoll instance (its event loop)"),

@@ -17,6 +17,12 @@ ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_bindings::kvm_sregs);
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_bindings::kvm_msi);
 ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_bindings::kvm_mp_state);
 ioctl_io_nr!(KVM_REINJECT_CONTROL, KVMIO, 0x71);
+ioctl_iow_nr!(
+    KVM_SET_PMU_EVENT_FILTER,
+    KVMIO,
+    0xb2,
+    kvm_bindings::kvm_pmu_event_filter
+);
 
 /// Names and numbers of the ioctl requests microvm knows (filters, reports, `from-strace`).
 /// Only requests with a fixed number are listed (no size-dependent `_IOC` families).
@@ -33,6 +39,7 @@ pub fn known() -> Vec<(&'static str, u64)> {
         ("KVM_SIGNAL_MSI", KVM_SIGNAL_MSI()),
         ("KVM_GET_MP_STATE", KVM_GET_MP_STATE()),
         ("KVM_REINJECT_CONTROL", KVM_REINJECT_CONTROL()),
+        ("KVM_SET_PMU_EVENT_FILTER", KVM_SET_PMU_EVENT_FILTER()),
         ("TCGETS", TCGETS),
         ("TCSETS", TCSETS),
         ("TCSETSW", TCSETSW),

@@ -7,7 +7,9 @@
 //! set_robust_list and no writable openat.
 
 use crate::common::Io;
-use crate::ioctls::{KVM_REINJECT_CONTROL, TCGETS, TCSETS, TCSETSF, TCSETSW};
+use crate::ioctls::{
+    KVM_REINJECT_CONTROL, KVM_SET_PMU_EVENT_FILTER, TCGETS, TCSETS, TCSETSF, TCSETSW,
+};
 use crate::rule::{ArgCond, ArgRule, SyscallRule};
 use crate::KindSpec;
 
@@ -69,17 +71,18 @@ fn rules() -> Vec<SyscallRule> {
             "ioctl",
             libc::SYS_ioctl,
             "terminal attributes of stdin (fd 0): TCGETS (tcgetattr, isatty), TCSETS/TCSETSW/\
-             TCSETSF (tcsetattr, restoring the terminal); KVM_REINJECT_CONTROL on the VM fd, \
-             once, right after the guest is released (PIT lost ticks discarded, off the boot's \
-             critical path)",
+             TCSETSF (tcsetattr, restoring the terminal); on the VM fd, once each right after \
+             the guest is released (off the boot's critical path): KVM_REINJECT_CONTROL (PIT \
+             lost ticks discarded, --pit on) and KVM_SET_PMU_EVENT_FILTER (the empty deny \
+             list, to end the set-up's grace period before teardown)",
             ArgRule::Match(
                 [TCGETS, TCSETS, TCSETSW, TCSETSF]
                     .iter()
                     .map(|&request| vec![ArgCond::fd(0, "stdin"), ArgCond::eq(1, request)])
-                    .chain([vec![
-                        ArgCond::fd(0, "vm"),
-                        ArgCond::eq(1, KVM_REINJECT_CONTROL()),
-                    ]])
+                    .chain(
+                        [KVM_REINJECT_CONTROL(), KVM_SET_PMU_EVENT_FILTER()]
+                            .map(|request| vec![ArgCond::fd(0, "vm"), ArgCond::eq(1, request)]),
+                    )
                     .collect(),
             ),
         ),

@@ -170,7 +170,7 @@ pub fn build(cfg: &VmConfig, inputs: Inputs) -> Result<Vm> {
     // Guest RAM's slots before the irqchip: see [`create_irqchip`].
     crate::memory::register_memory(&vm, &mem)?;
     crate::timings::mark(crate::timings::Phase::Memory);
-    create_irqchip(&vm)?;
+    create_irqchip(&vm, cfg.pit)?;
     let guest = load_guest(cfg, &mem, kernel_file, initramfs, virtio.len())?;
     crate::timings::mark(crate::timings::Phase::KernelLoad);
 
@@ -247,47 +247,25 @@ fn create_vm(kvm: &Kvm) -> Result<VmFd> {
     Ok(vm)
 }
 
-/// The in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT, made once guest RAM's slots are
-/// registered.
+/// The in-kernel irqchip (PIC + IOAPIC + LAPICs), and the PIT with `pit`, made once guest
+/// RAM's slots are registered.
 ///
 /// Why that order: each device the kernel puts on a KVM I/O bus (the irqchip's four, every
 /// ioeventfd) leaves the VM waiting for a grace period for ~15 ms afterwards, and the next
 /// memory-slot change or the VM's destruction waits for its end. A slot registered first
-/// takes ~0.05 ms instead of 5-10 ms, and the wait runs out while the guest runs
-/// (docs/performance.md, "Start-up and teardown").
-fn create_irqchip(vm: &VmFd) -> Result<()> {
+/// takes ~0.05 ms instead of 5-10 ms; [`crate::grace::end_setup_grace_period`] ends the
+/// wait while the guest runs (docs/performance.md, "Start-up and teardown").
+fn create_irqchip(vm: &VmFd, pit: bool) -> Result<()> {
     vm.create_irq_chip()
         .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    if !pit {
+        return Ok(());
+    }
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))
-}
-
-vmm_sys_util::ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
-
-/// Turns the PIT's lost-tick reinjection off (QEMU's `lost_tick_policy=discard`): ticks the
-/// guest missed are dropped instead of replayed. Guests keep time with the TSC, kvmclock or
-/// the LAPIC timer, not by counting PIT ticks.
-///
-/// Why: with reinjection on, the kernel's teardown of the VM (kvm_free_pit) unregisters the
-/// PIT's IRQ ack and mask notifiers, two back-to-back synchronize_srcu() calls on the VM's
-/// irq_srcu; the second is usually a normal (not expedited) grace period, 10-20 ms at
-/// HZ=250, paid between the guest's exit and the process's. Turning it off pays them here
-/// instead, about as often, so the vmm thread does it once the guest runs ([`crate::run`]),
-/// and leaves kvm_free_pit nothing to do.
-pub fn discard_lost_pit_ticks(vm: &VmFd) -> Result<()> {
-    let control = kvm_bindings::kvm_reinject_control::default();
-    // SAFETY: KVM_REINJECT_CONTROL reads one kvm_reinject_control, which outlives the call.
-    let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_REINJECT_CONTROL(), &control) };
-    if r < 0 {
-        return Err(Error::Kvm {
-            name: "KVM_REINJECT_CONTROL",
-            source: kvm_ioctls::Error::last(),
-        });
-    }
-    Ok(())
 }
 
 /// What [`load_guest`] put in guest memory.

@@ -53,6 +53,10 @@ pub struct VmConfig {
     /// Whether to give the guest ACPI tables (`--acpi`); without them, virtio devices are
     /// announced on the command line and CPUs only in the MP table.
     pub acpi: bool,
+    /// Whether to give the VM KVM's in-kernel PIT (i8254) and its port 0x61 (`--pit`).
+    /// Linux on KVM never uses it (KVM offers the TSC-deadline timer and ARAT); it costs
+    /// grace periods at start and teardown (docs/performance.md).
+    pub pit: bool,
     /// `--jail`: run the whole VMM in a jail ([`crate::jail`]); `None` runs it as started.
     pub jail: Option<JailConfig>,
     /// `--isolate`: device threads (default) or a process per virtio device

@@ -23,6 +23,7 @@ pub mod error;
 pub mod event_loop;
 pub mod exit;
 pub mod filter_fds;
+pub mod grace;
 pub mod host_check;
 pub mod isolate;
 pub mod jail;
@@ -181,12 +182,15 @@ pub fn run(cfg: &VmConfig) -> Result<VmExit> {
     timings::mark(timings::Phase::VcpusStarted);
     timings::mark_cpu();
     gate.open();
-    // After the guest is released: it may wait ~15 ms for grace periods (see there), and
-    // vCPU 0 waits with it when it lands on a new host CPU meanwhile (KVM then takes the
-    // PIT's lock in KVM_RUN); a guest that lives for more than a few milliseconds never
-    // notices (docs/performance.md, "Start-up and teardown").
-    if let Err(e) = builder::discard_lost_pit_ticks(&vm.fd) {
-        log::warn!("{e}: the PIT keeps replaying lost ticks (a slower teardown, nothing else)");
+    // Once the guest is released, off its critical path: the grace periods the set-up
+    // left (see there); the event loop starts ~5 ms later (or ~15-20 with `--pit on`).
+    if cfg.pit {
+        if let Err(e) = grace::discard_lost_pit_ticks(&vm.fd) {
+            log::warn!("{e}: the PIT keeps replaying lost ticks (a slower teardown, nothing else)");
+        }
+    }
+    if let Err(e) = grace::end_setup_grace_period(&vm.fd) {
+        log::debug!("{e}: a guest that ends within ~15 ms waits for its teardown");
     }
 
     let result = event_loop.run();

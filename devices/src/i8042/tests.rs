@@ -174,3 +174,14 @@ fn garbage_never_grows_the_buffer_or_panics() {
         assert!(r.dev.output.len() <= OUTPUT_MAX);
     }
 }
+
+#[test]
+fn control_port_b_reads_no_nmi_source() {
+    let mut r = rig();
+    let mut b = [0xaau8; 1];
+    r.dev.read(CONTROL_B, &mut b);
+    assert_eq!(b, [0], "port 0x61: no SERR/IOCHK, speaker off");
+    let mut b = [0u8; 1];
+    r.dev.read(2, &mut b);
+    assert_eq!(b, [0xff], "port 0x62 stays unassigned");
+}

@@ -130,7 +130,7 @@ fn pin_violations(kind: ThreadKind, prog: &BpfProgram) -> Vec<String> {
         }
     }
     // ioctl: KVM_RUN on the own vCPU fd only; terminal ioctls on stdin of vmm only;
-    // KVM_REINJECT_CONTROL on the VM fd (6) of vmm only.
+    // KVM_REINJECT_CONTROL and KVM_SET_PMU_EVENT_FILTER on the VM fd (6) of vmm only.
     let kvm_run = ioctls::KVM_RUN();
     for &fd in &fds {
         let want_run = kind == ThreadKind::Vcpu && fd == 36;
@@ -141,13 +141,17 @@ fn pin_violations(kind: ThreadKind, prog: &BpfProgram) -> Vec<String> {
         if allows(SYS_ioctl, [fd, ioctls::TCGETS, 0x1000, 0, 0, 0]) != want_tty {
             out.push(format!("{kind}: TCGETS on fd {fd}"));
         }
-        let want_reinject = kind == ThreadKind::Vmm && fd == 6;
-        if allows(
-            SYS_ioctl,
-            [fd, ioctls::KVM_REINJECT_CONTROL(), 0x1000, 0, 0, 0],
-        ) != want_reinject
-        {
-            out.push(format!("{kind}: KVM_REINJECT_CONTROL on fd {fd}"));
+        let want_vm = kind == ThreadKind::Vmm && fd == 6;
+        for (name, request) in [
+            ("KVM_REINJECT_CONTROL", ioctls::KVM_REINJECT_CONTROL()),
+            (
+                "KVM_SET_PMU_EVENT_FILTER",
+                ioctls::KVM_SET_PMU_EVENT_FILTER(),
+            ),
+        ] {
+            if allows(SYS_ioctl, [fd, request, 0x1000, 0, 0, 0]) != want_vm {
+                out.push(format!("{kind}: {name} on fd {fd}"));
+            }
         }
         // epoll_ctl(own epoll, ADD, fd): vmm on stdin, net on its TAP, nothing else.
         for ep in [38u64, 41, 44, 45] {
