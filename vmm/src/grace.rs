@@ -32,13 +32,7 @@ pub fn discard_lost_pit_ticks(vm: &VmFd) -> Result<()> {
     let control = kvm_bindings::kvm_reinject_control::default();
     // SAFETY: KVM_REINJECT_CONTROL reads one kvm_reinject_control, which outlives the call.
     let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_REINJECT_CONTROL(), &control) };
-    if r < 0 {
-        return Err(Error::Kvm {
-            name: "KVM_REINJECT_CONTROL",
-            source: kvm_ioctls::Error::last(),
-        });
-    }
-    Ok(())
+    checked("KVM_REINJECT_CONTROL", r)
 }
 
 /// Ends the grace period the set-up's I/O-bus registrations left running, in ~5 ms
@@ -56,9 +50,14 @@ pub fn end_setup_grace_period(vm: &VmFd) -> Result<()> {
     // SAFETY: KVM_SET_PMU_EVENT_FILTER reads one kvm_pmu_event_filter (nevents = 0, so no
     // event array follows it), which outlives the call.
     let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vm, KVM_SET_PMU_EVENT_FILTER(), &filter) };
+    checked("KVM_SET_PMU_EVENT_FILTER", r)
+}
+
+/// The result of the ioctl `name` that returned `r`, with errno as its error.
+fn checked(name: &'static str, r: i32) -> Result<()> {
     if r < 0 {
         return Err(Error::Kvm {
-            name: "KVM_SET_PMU_EVENT_FILTER",
+            name,
             source: kvm_ioctls::Error::last(),
         });
     }
