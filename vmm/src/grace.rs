@@ -11,13 +11,8 @@ use kvm_ioctls::VmFd;
 
 use crate::error::{Error, Result};
 
-vmm_sys_util::ioctl_io_nr!(KVM_REINJECT_CONTROL, kvm_bindings::KVMIO, 0x71);
-vmm_sys_util::ioctl_iow_nr!(
-    KVM_SET_PMU_EVENT_FILTER,
-    kvm_bindings::KVMIO,
-    0xb2,
-    kvm_bindings::kvm_pmu_event_filter
-);
+// The numbers the vmm thread's filter allows on the VM fd, from the same place.
+use seccomp::ioctls::{KVM_REINJECT_CONTROL, KVM_SET_PMU_EVENT_FILTER};
 
 /// Turns the PIT's lost-tick reinjection off (QEMU's `lost_tick_policy=discard`), with
 /// `--pit on`: ticks the guest missed are dropped instead of replayed. Guests keep time
